@@ -1,0 +1,36 @@
+"""Shared fixtures: where ../shared is, the real BVLC weights and sample images (skip if absent)."""
+
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", REPO.parent / "shared"))
+BVLC_DIR = SHARED / "models" / "bvlc_googlenet"
+BVLC_NPZ = BVLC_DIR / "bvlc_googlenet_blobs.npz"
+SAMPLES = SHARED / "data" / "imagenet_samples"
+
+
+def need(path: pathlib.Path, what: str) -> pathlib.Path:
+  if not path.exists():
+    pytest.skip(f"{what} not found at {path} (set CV_JAX_SHARED to the shared folder)")
+  return path
+
+
+@pytest.fixture(scope="session")
+def bvlc_npz():
+  return need(BVLC_NPZ, "BVLC GoogLeNet weights")
+
+
+@pytest.fixture(scope="session")
+def bvlc_model(bvlc_npz):
+  from cv_jax import models
+  return models.load("googlenet_bvlc", bvlc_npz)
+
+
+@pytest.fixture(scope="session")
+def sample_images():
+  """Sorted paths of the ImageNet sample photos (one per class, in class order)."""
+  need(SAMPLES, "ImageNet sample images")
+  return sorted(SAMPLES.glob("*.JPEG"))
