@@ -155,8 +155,10 @@ def _fingerprint(model, source: Source, layers, k: int, micro_batch: int) -> dic
 
 def _checkpoint_manager(workdir: pathlib.Path):
   import orbax.checkpoint as ocp
+  # Synchronous saves; orbax writes into a tmp dir and renames it, so a kill -9 mid-save leaves
+  # the previous checkpoint intact (the stale tmp dir is removed on the next start).
   options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False,
-                                         create=True)
+                                         create=True, cleanup_tmp_directories=True)
   return ocp.CheckpointManager((workdir / "checkpoints").resolve(), options=options,
                                item_names=("state", "meta"))
 
@@ -309,7 +311,7 @@ def run(model, source: Source | str, layers: Sequence[str] | None = None, *, k: 
   p_dev = jax.device_put(params, rep)
 
   def save(pos):
-    if mngr is None:
+    if mngr is None or mngr.latest_step() == pos:
       return
     import orbax.checkpoint as ocp
     if matrix is not None and wd is not None:
