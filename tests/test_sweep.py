@@ -229,6 +229,21 @@ def test_bad_names_give_clear_errors(model, image_dir, swept, tmp_path):
     swept.ranked("mixed5b_pre_relu", 0)
   with pytest.raises(ValueError, match="out of range"):
     swept.ranked("mixed3a_pre_relu", 256)
+  with pytest.raises(ValueError, match="cannot parse unit"):
+    swept.unit("mixed3a_pre_relu")
+  with pytest.raises(ValueError, match="out of range"):
+    swept.unit("mixed3a/pool:40", model)  # mixed3a's pool branch has 32 channels
+  ids, vals = swept.unit("mixed3a/pool:3", model)  # pool branch starts at 64+128+32 = 224
+  np.testing.assert_array_equal(ids, swept.top_idx["mixed3a_pre_relu"][227])
+  ids, vals = swept.unit("mixed3a_pre_relu:5", largest=False)
+  np.testing.assert_array_equal(vals, swept.bot_val["mixed3a_pre_relu"][5])
+
+
+def test_cli_reports_bad_layer(image_dir, tmp_path):
+  out = subprocess.run(_cli(image_dir, tmp_path / "wd", "--config.layers=mixed4a_pre_relu,mixed9z_pre_relu"),
+                       env=_env(), capture_output=True, text=True, timeout=120)
+  assert out.returncode == 1
+  assert "unknown layer 'mixed9z_pre_relu'" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_tfds_source_with_fake_builder(monkeypatch, model):

@@ -75,6 +75,28 @@ class SweepResult:
       raise ValueError(f"channel {channel} out of range for {layer} ({table.shape[0]} channels)")
     return table[channel]
 
+  def unit(self, unit, model=None, largest: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, activations) of one unit's top-k (or bottom-k), most extreme first.
+
+    `unit`: a `models.Unit`, "layer:channel", or with `model` also "block/branch:index"
+    (e.g. "mixed4a/pool:32"). ValueError for units that cannot be parsed or were not swept.
+    """
+    from cv_jax.models import Unit
+    if model is not None:
+      u = Unit.parse(unit, model)
+      layer, channel = u.layer, u.channel
+    elif isinstance(unit, Unit):
+      layer, channel = unit.layer, unit.channel
+    else:
+      layer, sep, ch = str(unit).strip().rpartition(":")
+      if not sep or not ch.lstrip("-").isdigit() or "/" in layer:
+        raise ValueError(f"cannot parse unit {unit!r}; use 'layer:channel' (e.g. "
+                         "'mixed4a_pre_relu:476'), or pass model= for 'block/branch:index'")
+      channel = int(ch)
+    ids = self.ranked(layer, channel, largest)
+    vals = (self.top_val if largest else self.bot_val)[layer][channel]
+    return ids, vals
+
   def save(self, directory: str | os.PathLike) -> pathlib.Path:
     """Write `sweep_result.npz` + `sweep_result.json` (+ matrices) under `directory`."""
     d = pathlib.Path(directory)
@@ -315,8 +337,13 @@ def run(model, source: Source | str, layers: Sequence[str] | None = None, *, k: 
     for l, c in channels.items():
       if wd is not None:
         f = wd / f"matrix_{l}.npy"
-        if position > 0 and f.exists():
+        if position > 0:
+          if not f.exists():
+            raise ValueError(f"workdir {str(wd)!r} holds a partial sweep without the activation "
+                             "matrix; resume it with keep_matrix=False or use a new workdir")
           matrix[l] = np.load(f, mmap_mode="r+")
+          if matrix[l].shape != (n, c):
+            raise ValueError(f"{f} has shape {matrix[l].shape}, expected {(n, c)}")
         else:
           matrix[l] = np.lib.format.open_memmap(f, mode="w+", dtype=np.float16, shape=(n, c))
       else:
