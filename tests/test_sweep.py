@@ -212,6 +212,15 @@ def test_corrupt_images_skipped_and_reported(model, tmp_path):
   assert np.isnan(res.matrix["mixed3a_pre_relu"][sorted(failed_ids)].astype(np.float32)).all()
   report = json.loads((wd / "report.json").read_text())
   assert report["n_failed"] == 4 and {os.path.basename(f["path"]) for f in report["failed"]} == bad
+  # Re-running a finished workdir returns the stored state without recomputing ...
+  again = run(model, f"folder:{tmp_path / 'imgs'}", ["mixed3a_pre_relu"], k=20, batch_size=8,
+              micro_batch=2, resize=RESIZE, crop=CROP, progress=False, workdir=wd, keep_matrix=True)
+  assert again.info["resumed_from"] == len(res.paths) and again.failed == res.failed
+  np.testing.assert_array_equal(again.top_idx["mixed3a_pre_relu"], res.top_idx["mixed3a_pre_relu"])
+  # ... and other settings on the same workdir are refused, naming the difference.
+  with pytest.raises(ValueError, match="different settings.*k: checkpoint 20 vs now 21"):
+    run(model, f"folder:{tmp_path / 'imgs'}", ["mixed3a_pre_relu"], k=21, batch_size=8,
+        micro_batch=2, resize=RESIZE, crop=CROP, progress=False, workdir=wd)
 
 
 def test_bad_names_give_clear_errors(model, image_dir, swept, tmp_path):

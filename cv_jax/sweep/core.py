@@ -381,6 +381,7 @@ def run(model, source: Source | str, layers: Sequence[str] | None = None, *, k: 
   bar = tqdm(total=n, initial=position, unit="img", disable=not progress, dynamic_ncols=True,
              desc=f"sweep {model.name}", smoothing=0.05)
   batches_since = 0
+  in_flight = None
   try:
     for s, images, valid, failures in loader(position):
       local_ids = np.arange(s + loader.rows[0], s + loader.rows[1])
@@ -391,6 +392,11 @@ def run(model, source: Source | str, layers: Sequence[str] | None = None, *, k: 
           bar.write(f"skipped unreadable image {source.paths[i]}: {why}")
       state, acts = step_fn(p_dev, state, to_global(images, data), to_global(ids, data),
                             to_global(valid, data))
+      # Back-pressure: at most two steps in flight (async dispatch would otherwise queue every
+      # decoded batch in memory when decoding outruns the network).
+      if in_flight is not None:
+        jax.block_until_ready(in_flight)
+      in_flight = acts
       done = min(s + batch_size, n)
       if matrix is not None:
         if n_proc > 1:
