@@ -466,5 +466,7 @@ def test_select_exemplars_small_and_errors(swept):
   assert sorted(chosen.tolist()) == sorted(swept.top_idx["mixed3a_pre_relu"][5].tolist())
   with pytest.raises(ValueError, match="at least"):
     select_exemplars(np.arange(50), seed=1)
+  with pytest.raises(ValueError, match="seed"):
+    select_exemplars(np.arange(200))
   with pytest.raises(ValueError, match="kind"):
     select_exemplars(np.arange(200), seed=1, kind="top")

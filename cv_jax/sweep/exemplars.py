@@ -37,7 +37,7 @@ def _bin_order(n_bins: int, bin_size: int, seed: int, keep_last: bool) -> np.nda
 
 
 def select_exemplars(ranked_ids: Sequence[int] | np.ndarray, n_bins: int = 10, bin_size: int = 20,
-                     seed: int = 1, *, kind: str = "max", permute_query_bin: bool = False,
+                     seed: int | None = None, *, kind: str = "max", permute_query_bin: bool = False,
                      total_bins: int | None = None) -> dict[str, np.ndarray]:
   """Split a unit's ranked images into rank bins and deal them out into image sets.
 
@@ -47,7 +47,7 @@ def select_exemplars(ranked_ids: Sequence[int] | np.ndarray, n_bins: int = 10, b
       kind="min". Needs at least `n_bins * bin_size` entries; only those are used.
     n_bins: rank bins used; each image set gets one image per bin (query + n_bins-1 references).
     bin_size: images per bin = number of image sets.
-    seed: the numpy seed of the within-bin permutations; the paper uses `feature_map + 1` for
+    seed: (required) numpy seed of the within-bin permutations; the paper uses `feature_map + 1` for
       max (feature_map = the unit's channel in its layer) and `feature_map` for min (ICLR).
     kind: "max": bins ordered from weak to strong, the strongest bin gives the query (NeurIPS,
       `reference_max_k`). "min": bins ordered from the least activating up (ICLR `min_k`), the
@@ -63,6 +63,9 @@ def select_exemplars(ranked_ids: Sequence[int] | np.ndarray, n_bins: int = 10, b
     (column k = file `*_k.png`), and `ranks` (bin_size, n_bins): 1-based rank of each chosen
     image in `ranked_ids` (1 = most extreme).
   """
+  if seed is None:
+    raise ValueError("select_exemplars needs seed=; the paper uses feature_map + 1 for the most "
+                     "activating images (feature_map = the unit's channel index in its layer)")
   if kind not in ("max", "min"):
     raise ValueError(f"kind must be 'max' or 'min', got {kind!r}")
   if n_bins < 1 or bin_size < 1:
