@@ -333,6 +333,39 @@ def test_pth_reader_without_torch(tmp_path, iv1_params):
         np.testing.assert_array_equal(out[k], t.numpy())
 
 
+def _op_str(s: str) -> bytes:
+  b = s.encode()
+  return b"X" + len(b).to_bytes(4, "little") + b
+
+
+def test_pth_legacy_storage_view(tmp_path):
+  """Legacy files may reference a view into a root storage: ("storage", type, root, loc, n,
+  (view_key, offset, size)). Modern torch never writes one, so the pickle is hand-assembled."""
+  root = np.arange(10, dtype=np.float32) * 1.5
+  obj = (b"\x80\x02}" + _op_str("v")
+         + b"ctorch._utils\n_rebuild_tensor_v2\n("
+         + b"(" + _op_str("storage") + b"ctorch\nFloatStorage\n" + _op_str("root") + _op_str("cpu")
+         + b"K\x0a(" + _op_str("view1") + b"K\x03K\x06tt" + b"Q"       # view: elements 3..8
+         + b"K\x01K\x02K\x02\x86K\x01K\x02\x86\x89"                    # offset 1, size (2,2), stride (1,2)
+         + b"ccollections\nOrderedDict\n)Rt" + b"Rs.")
+  path = tmp_path / "view.pth"
+  with open(path, "wb") as f:
+    for header in (torch_pickle.MAGIC_NUMBER, torch_pickle.PROTOCOL_VERSION, {"little_endian": True}):
+      pickle.dump(header, f, protocol=2)
+    f.write(obj)
+    pickle.dump(["root"], f, protocol=2)
+    f.write((10).to_bytes(8, "little") + root.tobytes())
+  got = torch_pickle.load_state_dict(path)
+  view = root[3:9]
+  want = np.lib.stride_tricks.as_strided(view[1:], (2, 2), (4, 8))
+  np.testing.assert_array_equal(got["v"], want)
+  np.testing.assert_array_equal(got["v"], [[6.0, 9.0], [7.5, 10.5]])
+  # the same file cut inside the storage data is reported as truncated
+  path.write_bytes(path.read_bytes()[:-5])
+  with pytest.raises(W.WeightsError, match="truncated"):
+    torch_pickle.load_state_dict(path)
+
+
 def test_pth_refuses_foreign_globals(tmp_path):
   marker = tmp_path / "pwned"
 
@@ -549,7 +582,8 @@ def test_cli_roundtrip_and_failures(tmp_path, iv1_params):
   bad.write_bytes(src.read_bytes()[:100_000])
   cases = [
       (["--model=inceptionv1", f"--input={bad}", f"--output={tmp_path / 'o1'}"], "not a valid GraphDef"),
-      (["--model=googlenet_bvlc", f"--input={src}", f"--output={tmp_path / 'o2'}"], "shape mismatch for mixed4a_3x3/kernel"),
+      (["--model=googlenet_bvlc", f"--input={src}", f"--output={tmp_path / 'o2'}"],
+       "shape mismatch for mixed4a_3x3/kernel"),
       (["--model=inceptionv1", f"--input={src}", f"--output={out}"], "already exists"),
       (["--model=inceptionv1", f"--input={tmp_path / 'x.onnx'}", f"--output={tmp_path / 'o3'}"],
        "not found"),
@@ -607,3 +641,27 @@ def test_resolve_download_failure_says_how(tmp_path, monkeypatch):
   assert calls == [W.OFFICIAL["inceptionv1"]["url"], W.OFFICIAL["googlenet_bvlc"]["url"]]
   with pytest.raises(W.WeightsError, match="weights=PATH"):
     models.load("inceptionv1", download=False)
+
+
+def test_download_interrupted_leaves_nothing(tmp_path, monkeypatch):
+  monkeypatch.setenv("CV_JAX_HOME", str(tmp_path))
+
+  class Broken:
+    def __init__(self):
+      self.n = 0
+
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *exc):
+      return False
+
+    def read(self, size):
+      self.n += 1
+      if self.n > 2:
+        raise ConnectionResetError("connection reset by peer")
+      return b"x" * 1000
+  monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: Broken())
+  with pytest.raises(W.WeightsError, match=r"could not download .*ConnectionResetError.*weights=PATH"):
+    W.resolve("googlenet_bvlc")
+  assert not list((tmp_path / "googlenet_bvlc").glob("*"))
