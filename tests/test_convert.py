@@ -580,27 +580,30 @@ def test_cli_roundtrip_and_failures(tmp_path, iv1_params):
   # failures: one line on stderr, non-zero exit, nothing left behind
   bad = tmp_path / "bad.pb"
   bad.write_bytes(src.read_bytes()[:100_000])
-  cases = [
-      (["--model=inceptionv1", f"--input={bad}", f"--output={tmp_path / 'o1'}"], "not a valid GraphDef"),
-      (["--model=googlenet_bvlc", f"--input={src}", f"--output={tmp_path / 'o2'}"],
-       "shape mismatch for mixed4a_3x3/kernel"),
-      (["--model=inceptionv1", f"--input={src}", f"--output={out}"], "already exists"),
-      (["--model=inceptionv1", f"--input={tmp_path / 'x.onnx'}", f"--output={tmp_path / 'o3'}"],
-       "not found"),
-  ]
   before = sorted(p.name for p in tmp_path.iterdir())
-  for args, msg in cases:
+  for args, msg in [
+      (["--model=inceptionv1", f"--input={bad}", f"--output={tmp_path / 'o1'}"], "not a valid GraphDef"),
+      (["--model=inceptionv1", f"--input={src}", f"--output={out}"], "already exists")]:
     r = _cli(*args)
-    assert r.returncode != 0
+    assert r.returncode == 1
     assert "Traceback" not in r.stderr
     err = [l for l in r.stderr.strip().splitlines() if l.startswith("error:")]
     assert len(err) == 1 and msg in err[0], r.stderr
+  # the same function in-process, for the other failures
+  from cv_jax.convert import convert
+  for args, msg in [(("googlenet_bvlc", src, tmp_path / "o2"), "shape mismatch for mixed4a_3x3/kernel"),
+                    (("inceptionv1", tmp_path / "x.onnx", tmp_path / "o3"), "not found"),
+                    (("inceptionv1", bad, tmp_path / "new" / "o4"), "not a valid GraphDef"),
+                    (("resnet50", src, tmp_path / "o5"), "unknown model")]:
+    with pytest.raises(W.WeightsError, match=msg):
+      convert(*args)
   assert sorted(p.name for p in tmp_path.iterdir()) == before  # no partial checkpoint / temp dir
   assert sorted(p.name for p in out.parent.iterdir()) == ["inceptionv1"]
 
 
 def test_convert_function_bvlc_caffemodel(tmp_path, bvlc_npz, bvlc_model):
-  from cv_jax.convert import convert
+  from cv_jax.convert import convert, file_sha256
+  assert file_sha256(bvlc_npz) == "5a6b45b895b9abc868bb60420bf653c359da153e264018c6bd72fa567b426a33"
   with np.load(bvlc_npz) as z:
     path = caffe.write_caffemodel(tmp_path / "b.caffemodel", {k: z[k] for k in z.files}, "v1")
   line = convert("googlenet_bvlc", path, tmp_path / "ck")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from cv_jax.models.spec import SPECS
 
@@ -28,6 +28,8 @@ def main(argv: list[str]) -> int:
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
     return 2
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
   from cv_jax.convert import convert
   from cv_jax.models.weights import WeightsError
   try:
