@@ -11,7 +11,6 @@ same shapes) as .caffemodel (V1 and V2 encodings), random InceptionV1 weights as
 from __future__ import annotations
 
 import pathlib
-import sys
 import tempfile
 import time
 

@@ -67,14 +67,12 @@ def _read_net(data: bytes) -> dict[str, np.ndarray]:
   if not data:
     raise WeightsError("empty file")
   layers = []
-  seen_any = False
   for field, wt, value in pb.iter_fields(data):
     if field in (NET_LAYER, NET_LAYERS_V1):
       if wt != pb.LEN:
         raise pb.ProtobufError(f"NetParameter field {field} has wire type {wt}, not a message")
       layers.append(_read_layer(value, v1=(field == NET_LAYERS_V1)))
-    seen_any = True
-  if not seen_any or not layers:
+  if not layers:
     raise WeightsError("no layers found (not a Caffe NetParameter?)")
   out: dict[str, np.ndarray] = {}
   for name, ltype, blobs in layers:
