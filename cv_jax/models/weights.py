@@ -327,12 +327,16 @@ def _download(info: Mapping[str, Any], target: pathlib.Path) -> None:
   tmp = target.with_suffix(target.suffix + ".part")
   digests = {k: hashlib.new(k) for k in ("sha1", "sha256") if k in info}
   size = 0
-  with urllib.request.urlopen(info["url"], timeout=60) as r, open(tmp, "wb") as f:
-    while chunk := r.read(1 << 20):
-      f.write(chunk)
-      size += len(chunk)
-      for h in digests.values():
-        h.update(chunk)
+  try:
+    with urllib.request.urlopen(info["url"], timeout=60) as r, open(tmp, "wb") as f:
+      while chunk := r.read(1 << 20):
+        f.write(chunk)
+        size += len(chunk)
+        for h in digests.values():
+          h.update(chunk)
+  except BaseException:
+    tmp.unlink(missing_ok=True)  # no partial download left behind
+    raise
   for algo, h in digests.items():
     if h.hexdigest() != info[algo]:
       tmp.unlink(missing_ok=True)
