@@ -189,7 +189,7 @@ def test_crop_or_pad_to_matches_numpy(size):
 def test_pipeline_switch_equals_sequential_application():
   pipe = T.Pipeline((T.jitter(4, "lucid"), T.random_scale((1.0, 0.9, 1.1), "lucid"),
                      T.random_rotate(tuple(range(-5, 6)), "lucid"), T.jitter(2, "lucid")))
-  x = jnp.asarray(_img(h=24, w=24))
+  x = jnp.asarray(_img(b=1, h=24, w=24))
   run = jax.jit(lambda x, d: pipe.run(x, d, tail=lambda y: jnp.sum(y ** 2)))
   for seed in range(4):
     d = pipe.draw(jax.random.PRNGKey(seed))
@@ -201,12 +201,13 @@ def test_pipeline_switch_equals_sequential_application():
 
 
 def test_lucent_pipeline_has_fixed_output_size():
-  pipe = T.standard_transforms("lucent", upsample=64)
-  x = jnp.asarray(_img(b=1, h=32, w=32))
+  pipe = T.from_spec((("pad", 2), ("jitter", 2), ("scale", (0.9, 1.1)), ("upsample", 32)), "lucent")
+  x = jnp.asarray(_img(b=1, h=16, w=16))
   d = pipe.draw(jax.random.PRNGKey(0))
   y = jax.jit(pipe.run)(x, d)
-  assert y.shape == (1, 64, 64, 3)
-  assert pipe.output_sizes((32, 32)) == {(64, 64)}
+  assert y.shape == (1, 32, 32, 3)
+  assert pipe.output_sizes((16, 16)) == {(32, 32)}
+  assert T.standard_transforms("lucent").output_sizes((128, 128)) == {(224, 224)}
 
 
 def test_bad_mode_raises():
