@@ -98,9 +98,13 @@ def main():
   print(text)
   (pathlib.Path(args.out) / "featvis_quality.md").write_text(text + "\n")
   from PIL import Image
-  Image.fromarray(contact_sheet(out["images"])).save(pathlib.Path(args.out) / "featvis_contact_sheet.png")
-  np.savez(pathlib.Path(args.out) / "featvis_quality.npz", units=[str(u) for u in us],
-           activation=out["activation"], natural_max=nat_v, objective=out["objective"])
+  imgs = out["images"]
+  if imgs.shape[1] == 1:  # one image per unit: lay the 18 units out as 3 rows of 6
+    imgs = imgs.reshape((3, 6) + imgs.shape[2:])
+  Image.fromarray(contact_sheet(imgs)).save(pathlib.Path(args.out) / "featvis_contact_sheet.png")
+  np.savez_compressed(pathlib.Path(args.out) / "featvis_quality.npz", units=[str(u) for u in us],
+                      activation=out["activation"], natural_max=nat_v, objective=out["objective"],
+                      images=(np.clip(out["images"], 0, 1) * 255).astype(np.uint8))
 
 
 if __name__ == "__main__":

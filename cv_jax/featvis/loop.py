@@ -108,7 +108,6 @@ class Engine:
           layers.add(cfg.get("diversity_layer") or val)
       else:
         layers |= set(val.layers)
-    extra = self.cfg.get("extra_objective_fn", None)
     self.layers = tuple(sorted(l for l in layers if l != "input"))
     self.unit_layers = tuple(sorted({v for k, v in self.slots if k == "unit"}))
     self.step = self._make_step()
