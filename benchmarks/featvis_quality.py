@@ -53,6 +53,30 @@ def natural_max(model, us, paths, batch=50):
   return best
 
 
+def report(us, act, nat_v, args, dt, pad):
+  """Markdown table. A natural max <= 0 makes the ratio meaningless; then 'exceeds' is shown."""
+  lines = [f"BVLC GoogLeNet, zimmermann2021 preset with steps={args.steps}, batch={args.batch}, "
+           f"size={args.size} (canvas {args.size + 2 * pad}); natural max over "
+           f"{args.n_images} ImageNet samples; render wall time {dt:.0f}s (incl. compile).", "",
+           "| unit (BVLC) | branch address | natural max | synthetic (min / mean over batch) | ratio min / mean |",
+           "|---|---|---|---|---|"]
+  above = 0
+  ratios = []
+  for i, u in enumerate(us):
+    a = act[i]
+    above += int(a.min() > nat_v[i])
+    if nat_v[i] > 0:
+      r = f"{a.min() / nat_v[i]:.2f} / {a.mean() / nat_v[i]:.2f}"
+      ratios.append(a.min() / nat_v[i])
+    else:
+      r = "n/a (natural max < 0)"
+    lines.append(f"| {u} | {paper.PAPER_UNITS[i]} | {nat_v[i]:.1f} | {a.min():.1f} / {a.mean():.1f} | {r} |")
+  lines += ["", f"every synthetic image above the natural max: {above}/{len(us)} units; ratio > 1 for "
+            f"{sum(r > 1 for r in ratios)}/{len(ratios)} units with a positive natural max; "
+            f"median ratio {np.median(ratios):.2f}"]
+  return lines
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--steps", type=int, default=2561)
@@ -83,17 +107,7 @@ def main():
   dt = time.time() - t
   nat_v = np.asarray([nat[str(u)][0] for u in us], np.float32)
   ratio = out["activation"] / nat_v[:, None]
-  lines = [f"BVLC GoogLeNet, zimmermann2021 preset with steps={args.steps}, batch={args.batch}, "
-           f"size={args.size} (canvas {args.size + 2 * cfg.pad}); natural max over "
-           f"{args.n_images} ImageNet samples; render wall time {dt:.0f}s (incl. compile).", "",
-           "| unit (BVLC) | branch address | natural max | synthetic (min / mean over batch) | ratio min / mean |",
-           "|---|---|---|---|---|"]
-  for i, u in enumerate(us):
-    a = out["activation"][i]
-    lines.append(f"| {u} | {paper.PAPER_UNITS[i]} | {nat_v[i]:.1f} | {a.min():.1f} / {a.mean():.1f} | "
-                 f"{ratio[i].min():.2f} / {ratio[i].mean():.2f} |")
-  lines += ["", f"units with min ratio > 1: {int((ratio.min(1) > 1).sum())}/18; "
-            f"median ratio {np.median(ratio):.2f}"]
+  lines = report(us, out["activation"], nat_v, args, dt, cfg.pad)
   text = "\n".join(lines)
   print(text)
   (pathlib.Path(args.out) / "featvis_quality.md").write_text(text + "\n")
