@@ -110,9 +110,10 @@ class _Reference(nn.Module):
     self._b[name] = torch.from_numpy(np.array(b, np.float32, copy=True).reshape(-1))
 
   def _conv(self, rec, name, x, stride=1, pad=(0, 0, 0, 0), relu_mode="standard", step=None):
-    if any(pad):
-      x = F.pad(x, pad, value=0.0)
-    y = F.conv2d(x, self._w[name], self._b[name], stride=stride)
+    if len(set(pad)) == 1:  # symmetric: let the convolution pad (no extra copy)
+      y = F.conv2d(x, self._w[name], self._b[name], stride=stride, padding=pad[0])
+    else:
+      y = F.conv2d(F.pad(x, pad, value=0.0), self._w[name], self._b[name], stride=stride)
     rec[f"{name}_pre_relu"] = y
     r = relu(y, relu_mode, step)
     rec[name] = r
