@@ -1,0 +1,153 @@
+"""Forward and forward+backward throughput: cv_jax (jit) vs the PyTorch port, same weights.
+
+    PYTHONPATH=. python benchmarks/forward.py [--model=googlenet_bvlc] [--batch=32] [--iters=5]
+
+Both run on the CPU in float32 with the same number of threads. The PyTorch side is
+`cv_jax.testing.torch_reference.CaffeGoogLeNet` (BVLC weights from the Caffe npz) or
+`LucentInceptionV1` (`--model=inceptionv1`, random weights), under `torch.inference_mode` for the
+forward pass. "fwd+bwd" is the input gradient of a channel mean at `--grad_layer` (what feature
+visualisation computes each step). FLOPs are counted analytically: 2 x multiply-adds of every
+convolution and dense layer (pools, LRN, ReLU and softmax are not counted).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from cv_jax import models
+from cv_jax.models.weights import param_shapes
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+MODEL = flags.DEFINE_enum("model", "googlenet_bvlc", ["googlenet_bvlc", "inceptionv1"], "Network.")
+WEIGHTS = flags.DEFINE_string("weights", str(SHARED / "models/bvlc_googlenet/bvlc_googlenet_blobs.npz"),
+                              "BVLC weights (npz, Caffe blob layout); inceptionv1 uses random weights.")
+BATCH = flags.DEFINE_integer("batch", 32, "Images per call.")
+SIZE = flags.DEFINE_integer("size", 224, "Image side.")
+WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed calls (the first includes jit compilation).")
+ITERS = flags.DEFINE_integer("iters", 5, "Timed calls.")
+THREADS = flags.DEFINE_integer("threads", 0, "Torch threads (0 = all cores, as XLA uses).")
+GRAD_LAYER = flags.DEFINE_string("grad_layer", "mixed4a", "Layer of the channel-mean objective.")
+CHANNEL = flags.DEFINE_integer("channel", 476, "Channel of the objective.")
+
+
+def flops_per_image(model: models.Network, size: int, upto: str | None = None) -> float:
+  """2 x multiply-adds of every conv/dense layer (through `upto`'s block if given), one image."""
+  shapes = param_shapes(model.spec)
+  convs = [n for n in shapes if n != "softmax2"]
+  outs = jax.eval_shape(
+      lambda p, x: model.apply(p, x, [f"{n}_pre_relu" for n in convs]),
+      model.params(), jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
+  order = list(model.layer_names)
+  limit = order.index(model.resolve(upto)) if upto else len(order)
+  macs = 0
+  for n in convs:
+    if order.index(f"{n}_pre_relu") > limit:
+      continue
+    kh, kw, cin, cout = shapes[n]["kernel"]
+    _, h, w, _ = outs[f"{n}_pre_relu"].shape
+    macs += h * w * kh * kw * cin * cout
+  if upto is None or limit >= order.index("softmax2_pre_activation"):
+    cin, cout = shapes["softmax2"]["kernel"]
+    macs += cin * cout
+  return 2.0 * macs
+
+
+def timeit(fn, warmup: int, iters: int) -> tuple[float, float]:
+  """(first call seconds, median seconds of the timed calls); `warmup` counts the first call."""
+  t0 = time.perf_counter()
+  fn()
+  first = time.perf_counter() - t0
+  for _ in range(max(warmup - 1, 0)):
+    fn()
+  times = []
+  for _ in range(iters):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return first, float(np.median(times))
+
+
+def main(argv):
+  del argv
+  import torch
+  from cv_jax.testing import torch_reference as R
+
+  threads = THREADS.value or os.cpu_count()
+  torch.set_num_threads(threads)
+  if MODEL.value == "googlenet_bvlc":
+    model = models.load("googlenet_bvlc", WEIGHTS.value)
+    ref = R.CaffeGoogLeNet(WEIGHTS.value)
+  else:
+    model = models.load("inceptionv1", random_init=0, lrn="lucent")
+    ref = R.LucentInceptionV1(model.params(), lrn="lucent")
+  layer = model.resolve(GRAD_LAYER.value)
+  b, s, c = BATCH.value, SIZE.value, CHANNEL.value
+  x_np = np.random.default_rng(0).random((b, s, s, 3), np.float32)
+  params = model.params()
+  x = jnp.asarray(x_np)
+  xt = R.to_nchw(x_np)
+
+  fwd = jax.jit(lambda p, v: model.apply(p, v, ("softmax2",))["softmax2"])
+
+  def loss(p, v):
+    return -jnp.mean(model.apply(p, v, (layer,))[layer][..., c])
+
+  grad = jax.jit(jax.grad(loss, argnums=1))
+
+  def torch_fwd():
+    with torch.inference_mode():
+      return ref(xt, ("softmax2",))["softmax2"]
+
+  def torch_grad():
+    v = xt.clone().requires_grad_(True)
+    out = ref(v, (layer,))[layer]
+    (g,) = torch.autograd.grad(-out[:, c].mean(), v)
+    return g
+
+  # Same results before timing anything (the first jax calls include compilation).
+  t0 = time.perf_counter()
+  yj = np.asarray(fwd(params, x))
+  compile_fwd = time.perf_counter() - t0
+  np.testing.assert_allclose(yj, torch_fwd().numpy(), rtol=1e-4, atol=1e-6)
+  t0 = time.perf_counter()
+  gj = np.asarray(grad(params, x))
+  compile_grad = time.perf_counter() - t0
+  gt = R.to_nhwc(torch_grad())
+  rel = np.linalg.norm(gj - gt) / max(np.linalg.norm(gt), 1e-30)
+  if not np.abs(gt).max() > 0:
+    raise SystemExit(f"objective {layer}:{c} has zero gradient on these inputs; pick another --channel")
+  assert rel < 1e-3, rel  # float32 round-off; ReLU sign flips of near-zero units at batch 32
+
+  rows = []
+  f_fwd = flops_per_image(model, s)
+  f_grad = 2 * flops_per_image(model, s, upto=layer)  # input gradient ~ one more pass of convs
+  for what, jfn, tfn, fl, first in (
+      ("forward", lambda: fwd(params, x).block_until_ready(), torch_fwd, f_fwd, compile_fwd),
+      (f"fwd+bwd {layer}:{c}", lambda: grad(params, x).block_until_ready(), torch_grad, f_grad,
+       compile_grad)):
+    _, j_t = timeit(jfn, WARMUP.value, ITERS.value)
+    _, t_t = timeit(tfn, WARMUP.value, ITERS.value)
+    rows.append((what, first, j_t, t_t, fl))
+
+  print(f"\nmodel {model.name}, batch {b}, {s}x{s}, float32, {jax.devices()[0].device_kind}, "
+        f"{os.cpu_count()} cores, torch threads {threads}, torch {torch.__version__}, jax {jax.__version__}")
+  print(f"analytic FLOPs/image: forward {f_fwd / 1e9:.3f} GFLOP; input gradient at {layer} "
+        f"~{f_grad / 1e9:.3f} GFLOP (2 x forward through {layer}); grad rel. diff {rel:.1e}")
+  print("| pass | jax 1st call s (incl. compile) | jax img/s | torch img/s | jax/torch | jax GFLOP/s | torch GFLOP/s |")
+  print("|---|---|---|---|---|---|---|")
+  for what, j_first, j_t, t_t, fl in rows:
+    print(f"| {what} | {j_first:.2f} | {b / j_t:.1f} | {b / t_t:.1f} | {t_t / j_t:.2f}x | "
+          f"{fl * b / j_t / 1e9:.1f} | {fl * b / t_t / 1e9:.1f} |")
+
+
+if __name__ == "__main__":
+  app.run(main)

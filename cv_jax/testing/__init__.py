@@ -1,0 +1,1 @@
+"""Test and benchmark helpers. `cv_jax.testing.torch_reference` needs PyTorch (not a dependency)."""
