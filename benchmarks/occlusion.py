@@ -31,6 +31,7 @@ flags.DEFINE_integer("captum_batch", 32, "Captum perturbations_per_eval.")
 flags.DEFINE_string("weights", None, "BVLC blobs .npz (default ../shared/models/...).")
 flags.DEFINE_string("image", None, "Query image (default: a sample image, else random).")
 flags.DEFINE_boolean("captum", True, "Also time Captum and the plain PyTorch loop.")
+flags.DEFINE_boolean("plain", True, "Also time cv_jax's plain (non-incremental) path on the first layer.")
 FLAGS = flags.FLAGS
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared")
@@ -94,7 +95,10 @@ def main(argv):
   print(f"{'method':<34}{'layer':<10}{'GFLOP/pos':>10}{'pos/s':>9}{'4624 pos (s)':>14}"
         f"{'% peak':>8}")
   results = {}
-  for block in FLAGS.layers:
+  runs = [(b, True) for b in FLAGS.layers]
+  if FLAGS.plain:
+    runs.insert(1, (FLAGS.layers[0], False))
+  for block, incremental in runs:
     layer = f"{block}_pre_relu"
     flops = O.forward_flops(model, layer)
     chunk = FLAGS.chunk or O.default_chunk(model, layer)
@@ -102,7 +106,7 @@ def main(argv):
     rows = np.repeat(rs, len(rs))[:n].reshape(-1, chunk)  # a full-width band of rows
     cols = np.tile(rs, len(rs))[:n].reshape(-1, chunk)
     colours = O.patch_means(img, size, rs, rs).reshape(-1, 3)[:n].reshape(-1, chunk, 3)
-    prog = O._program(model, layer, size, "colour")
+    prog = O._program(model, layer, size, "colour", incremental)
     params = model.params()
     ij = jnp.asarray(img)
     t0 = time.perf_counter()
@@ -110,8 +114,10 @@ def main(argv):
     compile_s = time.perf_counter() - t0
     t = _timeit(lambda: jax.block_until_ready(prog(params, ij, ij, colours, rows, cols)))
     pps = n / t
-    results[block] = pps
-    print(f"{'cv_jax (chunk %d, compile %.0fs)' % (chunk, compile_s):<34}{block:<10}"
+    if incremental:
+      results[block] = pps
+    name = f"cv_jax{'' if incremental else ' plain'} (chunk {chunk}, compile {compile_s:.0f}s)"
+    print(f"{name:<34}{block:<10}"
           f"{flops / 1e9:>10.3f}{pps:>9.1f}{n_full / pps:>14.0f}{100 * pps * flops / peak:>8.1f}")
 
   if not FLAGS.captum:
