@@ -114,6 +114,8 @@ def test_bvlc_maps_equal_direct_loop_224_paper_grid(bvlc_model, photo):
     want = _direct(bvlc_model, _reference_occlude(photo, r, c, 90), "mixed4a_pre_relu", channels)
     np.testing.assert_allclose(res.maps[i, j], want, rtol=0, atol=2e-5 * (np.abs(want).max() + 1))
   assert res.flat(0).shape == (16,) and res.flat(0)[4 * 1 + 3] == res.maps[1, 3, 0]
+  allv = np.append(res.maps[..., 1].ravel(), res.base[1])
+  assert res.relative_difference(1) == pytest.approx((allv.max() - allv.min()) / res.base[1])
 
 
 def test_inceptionv1_maps_equal_direct_loop(inception_random):

@@ -40,11 +40,15 @@ import numpy as np
 
 from cv_jax.models import Network, Unit
 
-__all__ = ["OcclusionResult", "occlusion_maps", "occlude", "extreme_positions", "blur_reference",
+__all__ = ["PAPER_OCCLUDER_SIZES", "OcclusionResult", "occlusion_maps", "occlude", "extreme_positions", "blur_reference",
            "gaussian_kernel", "gaussian_blur", "patch_means", "occluder_starts", "occluder_size",
            "forward_flops", "default_chunk", "load_query"]
 
 Fill = Any  # "mean" | "blur" | float | (r, g, b) | (H, W, 3) array
+
+# The paper's occluders for 224 px images (CU `occlusion_utils.py`: hard-coded lists, not a
+# rounding rule): percent of the side -> pixels. Grids at stride 2: 80, 68, 57 per axis.
+PAPER_OCCLUDER_SIZES = {30: 66, 40: 90, 50: 112}
 
 
 # --- geometry ------------------------------------------------------------------------------------
@@ -52,7 +56,9 @@ Fill = Any  # "mean" | "blur" | float | (r, g, b) | (H, W, 3) array
 def occluder_size(size: int | float, shape: Sequence[int]) -> int:
   """Occluder side in pixels: an int is pixels, a float in (0, 1] a fraction of the shorter side.
 
-  The paper's 40 % of 224 px is round(89.6) = 90 px.
+  The fraction is rounded: the paper's 40 % of 224 px is round(89.6) = 90 px and 50 % is 112 px,
+  but its "30 %" is a hard-coded 66 px (round gives 67): pass pixels, or see
+  `PAPER_OCCLUDER_SIZES`, to reproduce it.
   """
   h, w = int(shape[0]), int(shape[1])
   if isinstance(size, (bool, np.bool_)):
@@ -213,6 +219,12 @@ class OcclusionResult:
     (a, b), (c, d) = extreme_positions(self.maps[..., k])
     r, cc = self.starts
     return (int(r[a]), int(cc[b])), (int(r[c]), int(cc[d]))
+
+  def relative_difference(self, k: int = 0) -> float:
+    """The paper's relative activation difference (max - min) / base (Fig. 7 analysis), with
+    max/min over the positions and the base, as over its 4,625-entry arrays."""
+    vals = np.append(self.maps[..., k].reshape(-1), self.base[k])
+    return float((vals.max() - vals.min()) / self.base[k])
 
   def flat(self, k: int = 0) -> np.ndarray:
     """The 1-D activation array of unit `k` in the paper's position order (without the extra entry)."""
