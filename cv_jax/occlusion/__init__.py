@@ -239,7 +239,8 @@ def _unit_spatial_mean(y: jax.Array) -> jax.Array:
 
 
 def _program(model: Network, layer: str, size: int, fill_kind: str, incremental: bool = True):
-  """jit(params, image, fill_img, colours (K, B, 3), rows (K, B), cols (K, B)) -> (K, B, channels).
+  """jit(params, image, fill_img, colours (K, B, 3), rows (K, B), cols (K, B))
+  -> (activations (K, B, channels), un-occluded activations (channels,)).
 
   One compiled program per (model, layer, size, fill kind, incremental) and input shapes; cached.
   With `incremental` (block-concat layers only) the exact dirty-window forward pass of
@@ -274,7 +275,9 @@ def _program(model: Network, layer: str, size: int, fill_kind: str, incremental:
 
   def run(params, image, fill_img, colours, rows, cols):
     if not incremental:
-      return jax.lax.map(lambda a: chunk_plain(params, image, fill_img, *a), (colours, rows, cols))
+      base = _unit_spatial_mean(model.apply(params, image[None], [layer])[layer])[0]
+      return jax.lax.map(lambda a: chunk_plain(params, image, fill_img, *a),
+                         (colours, rows, cols)), base
     plan = inc.Plan(model, layer, image.shape[:2])
     maps = plan.base_maps(params, network.preprocess(model.spec, image[None]))
     target = plan.target_base(params, maps)
@@ -284,7 +287,7 @@ def _program(model: Network, layer: str, size: int, fill_kind: str, incremental:
       sq = network.preprocess(model.spec, squares(image, fill_img, c, r, q))
       return inc.spatial_means(plan, params, maps, target, sq, jnp.stack([r, q], axis=1))
 
-    return jax.lax.map(chunk_inc, (colours, rows, cols))
+    return jax.lax.map(chunk_inc, (colours, rows, cols)), jnp.mean(target, axis=(0, 1))
 
   fn = jax.jit(run)
   _PROGRAMS[key] = (model, fn)
@@ -416,14 +419,14 @@ def occlusion_maps(model: Network, image, layer: str | None, units=None, *, size
   if progress:
     parts = []
     for k in tqdm(range(n_chunks), unit="chunk", desc=f"occlusion {layer}"):
-      out = fn(params, img_j, fill_j, colours[k:k + 1], rows[k:k + 1], cols[k:k + 1])
+      out, base_all = fn(params, img_j, fill_j, colours[k:k + 1], rows[k:k + 1], cols[k:k + 1])
       parts.append(np.asarray(out)[..., idx])
     acts = np.concatenate(parts)
   else:
-    acts = np.asarray(fn(params, img_j, fill_j, colours, rows, cols))[..., idx]
+    out, base_all = fn(params, img_j, fill_j, colours, rows, cols)
+    acts = np.asarray(out)[..., idx]
   acts = acts.reshape(n_chunks * chunk, len(idx))[:n]
-  base_all = _unit_spatial_mean(model.apply(params, img_j[None], [layer])[layer])
-  base = np.asarray(base_all)[0, idx]
+  base = np.asarray(base_all)[idx]
   return OcclusionResult(maps=acts.reshape(len(rs), len(cs), len(idx)).astype(np.float32),
                          base=base.astype(np.float32), starts=(rs, cs), size=size,
                          units=tuple(unit_list), layer=layer, stride=stride,
