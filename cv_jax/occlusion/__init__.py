@@ -388,7 +388,8 @@ def occlusion_maps(model: Network, image, layer: str | None, units=None, *, size
   fill: see `occlude`. chunk: positions per forward pass (default `default_chunk`). progress:
   a tqdm bar per chunk (runs the same compiled chunk program once per chunk; without it the whole
   scan is one call). incremental: for block-concat layers, compute each layer only on the window
-  the occluder can change (exact; ~1.7-2x faster to mixed4a on CPU); False: full forward passes.
+  the occluder can change (exact; ~1.9x faster to mixed4a on a 2-core CPU); False: full
+  forward passes.
 
   Returns an `OcclusionResult` (maps (rows, cols, units), base (units,), starts, size).
   """

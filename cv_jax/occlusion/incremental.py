@@ -11,7 +11,9 @@ forward pass up to float rounding (tests compare both against direct loops).
 
 For 224 px, a 90 px occluder and BVLC GoogLeNet: conv2d0 is computed on 48x48 of 112x112
 outputs, conv2d2 on 27x27 of 56x56, mixed3a on 19x19 of 28x28 and mixed3b on 23x23 of 28x28;
-from mixed4a on windows are full. Supported targets: block concats (`mixedXX_pre_relu`,
+from maxpool4 on windows are full (a window over `MAX_WINDOW_FRACTION` of its map is widened).
+Windowed convolutions are run as padded convolutions cropped to the outputs that read no padding:
+XLA's CPU VALID convolutions are ~2.5x slower than padded ones of the same output size. Supported targets: block concats (`mixedXX_pre_relu`,
 `mixedXX`) of both GoogLeNet variants; other layers use the plain batched forward.
 """
 
