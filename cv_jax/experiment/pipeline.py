@@ -47,8 +47,10 @@ def _to_plain(x):
     return {str(k): _to_plain(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
     return [_to_plain(v) for v in x]
+  if isinstance(x, np.ndarray):
+    return _to_plain(x.tolist())
   if isinstance(x, np.generic):
-    return x.item()
+    return _to_plain(x.item())
   if isinstance(x, float) and not np.isfinite(x):
     return None
   return x
@@ -153,6 +155,16 @@ def parse_unit_specs(model, cfg) -> list[UnitSpec]:
 class ActivationFn:
   """Spatial-mean activations of one layer's channels, jitted once per layer."""
 
+  _cache: dict[int, "ActivationFn"] = {}
+
+  @classmethod
+  def for_model(cls, model) -> "ActivationFn":
+    """One shared instance per model object (keeps the compiled functions)."""
+    hit = cls._cache.get(id(model))
+    if hit is None or hit.model is not model:
+      hit = cls._cache[id(model)] = cls(model)
+    return hit
+
   def __init__(self, model):
     self.model = model
     self.params = model.params()
@@ -176,12 +188,13 @@ class ActivationFn:
 class Experiment:
   """A configured run over a workdir; `run()` executes the stages that are not done yet."""
 
-  def __init__(self, cfg, *, progress: bool = True, log: Callable[[str], None] = print):
+  def __init__(self, cfg, *, progress: bool = True, log: Callable[[str], None] = print,
+               model=None):
     self.cfg = cfg
     self.root = pathlib.Path(cfg.workdir)
     self.progress = progress
     self.log = log
-    self._model = None
+    self._model = model  # an already loaded network matching cfg.model (optional)
     self._source = None
     self._acts = None
     self.timings: dict[str, tuple[str, float]] = {}
@@ -211,7 +224,7 @@ class Experiment:
   @property
   def acts(self) -> ActivationFn:
     if self._acts is None:
-      self._acts = ActivationFn(self.model)
+      self._acts = ActivationFn.for_model(self.model)
     return self._acts
 
   @property
@@ -608,6 +621,9 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def run(cfg, *, stages: Sequence[str] = STAGES, progress: bool = True,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
-  """Run (or resume) the experiment described by `cfg` (configs/experiment.py)."""
-  return Experiment(cfg, progress=progress, log=log).run(stages)
+        log: Callable[[str], None] = print, model=None) -> dict[str, Any]:
+  """Run (or resume) the experiment described by `cfg` (configs/experiment.py).
+
+  `model`: an already loaded network for cfg.model (saves loading it again), else loaded.
+  """
+  return Experiment(cfg, progress=progress, log=log, model=model).run(stages)

@@ -89,7 +89,7 @@ def unit_figure(root: pathlib.Path, doc: Mapping[str, Any], unit: Mapping[str, A
   rows = [("synthetic", syn), ("natural", nat), ("blur", blur)]
   rows = [(n, r) for n, r in rows if r]
   ncol = 9
-  fig, axes = plt.subplots(len(rows) + 1, ncol, figsize=(ncol * 1.25, (len(rows) + 1) * 1.45))
+  fig, axes = plt.subplots(len(rows) + 1, ncol, figsize=(ncol * 1.2, (len(rows) + 1) * 1.4 + 0.3))
   axes = np.atleast_2d(axes)
   for ax in axes.ravel():
     ax.axis("off")
@@ -118,14 +118,15 @@ def unit_figure(root: pathlib.Path, doc: Mapping[str, Any], unit: Mapping[str, A
   lines = []
   for b, v in trial.get("baselines", {}).items():
     ch = v.get("choice")
-    lines.append(f"{LABELS.get(b, b)}: {ch or 'tie'} {'ok' if v['correct'] else 'wrong'}")
+    lines.append(f"{LABELS.get(b, b):<22} picks {ch or 'tie'}: "
+                 f"{'correct' if v['correct'] else 'wrong'}")
   if lines:
-    axes[r, 5].text(0, 0.5, "\n".join(lines), fontsize=7, va="center", family="monospace",
-                    transform=axes[r, 5].transAxes)
+    axes[r, 4].text(0.05, 0.5, "\n".join(lines), fontsize=8, va="center", family="monospace",
+                    transform=axes[r, 4].transAxes, clip_on=False)
   fig.suptitle(f"{unit['branch'] or unit['unit']}  ({unit['unit']}), image set "
                f"{trial['image_set']}", fontsize=9, x=0.01, ha="left")
-  fig.tight_layout(pad=0.3)
-  fig.savefig(out, dpi=80)
+  fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, wspace=0.05, hspace=0.3)
+  fig.savefig(out, dpi=90)
   plt.close(fig)
   return out
 
