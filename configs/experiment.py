@@ -108,15 +108,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.weights = str(SHARED / "models" / "bvlc_googlenet" / "bvlc_googlenet_blobs.npz")
     c.data.source = "folder:" + str(SHARED / "data" / "imagenet_samples")
     c.practice = PRACTICE[:2]
-    c.n_sets = 3
-    c.featvis.units_per_call = 23
+    c.n_sets = 2
+    c.featvis.units_per_call = 12
     c.featvis.overrides = ml_collections.ConfigDict(dict(
-        size=96, pad=8, steps=48,
+        size=64, pad=8, steps=32,
         transforms=(("jitter", 8), ("scale", (1.0, 0.975, 1.025, 0.95, 1.05)),
                     ("rotate", tuple(range(-5, 6))), ("jitter", 4))))
-    c.occlusion.stride = 8
-    c.blur.stride = 22
-    c.tasks.n_tasks = 6
+    c.occlusion.stride = 12
+    c.blur.stride = 45
+    c.tasks.n_tasks = 4
     c.tasks.catch_mode = "swap"
   elif name == "tiny":
     c.workdir = "runs/tiny"
