@@ -163,3 +163,43 @@ def test_unit_id():
   assert T.unit_id("mixed4a/pool:42") == "mixed4a-pool-42"
   with pytest.raises(ValueError):
     T.unit_id("//")
+
+
+def _configs():
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "experiment.py"
+  spec = importlib.util.spec_from_file_location("exp_configs_t", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def test_configs_units_are_the_papers():
+  mod = _configs()
+  # paper_spec §1.2 concat indices on inceptionv1 -> within-branch indices.
+  assert mod.PAPER_UNITS[:2] == ("mixed3a/3x3:125", "mixed3a/pool:3")
+  assert mod.PAPER_UNITS[-1] == "mixed5b/pool:111"
+  assert mod.CATCH == ("mixed4e/pool:79@0", "mixed4c/pool:36@1", "mixed5a/3x3:301@14")
+  assert len(mod.PAPER_UNITS) == 18 and len(mod.PRACTICE) == 10
+  units = pytest.importorskip("cv_jax.units")
+  assert tuple(mod.PAPER_UNITS) == tuple(units.PAPER_UNITS)
+  assert [c.split("@")[0] for c in mod.CATCH] == [units.CATCH_UNITS[k] for k in "jtz"]
+
+
+def test_configs_resolve_on_both_models():
+  from cv_jax import models
+  from cv_jax.experiment.pipeline import parse_unit_specs
+  mod = _configs()
+  for name in ("inceptionv1", "googlenet_bvlc"):
+    model = models.load(name, random_init=0)
+    specs = parse_unit_specs(model, mod.get_config("zimmermann2021"))
+    assert len(specs) == 18 + 3 + 10
+    main = [s for s in specs if s.role == "main"]
+    assert all(sorted(s.sets) == list(range(10)) for s in main)
+    got = {s.branch: s.channel for s in specs}
+    # mixed4a pool:42 is inceptionv1 concat 486 (paper) and BVLC 490 (3x3 branch 208 wide).
+    assert got["mixed4a/pool:42"] == (486 if name == "inceptionv1" else 490)
+  assert mod.get_config("demo").n_sets >= 2
+  with pytest.raises(ValueError, match="unknown experiment config"):
+    mod.get_config("nope")
