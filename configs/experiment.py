@@ -109,7 +109,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.source = "folder:" + str(SHARED / "data" / "imagenet_samples")
     c.practice = PRACTICE[:2]
     c.n_sets = 2
-    c.featvis.units_per_call = 12
+    c.featvis.units_per_call = 23
     c.featvis.overrides = ml_collections.ConfigDict(dict(
         size=64, pad=8, steps=32,
         transforms=(("jitter", 8), ("scale", (1.0, 0.975, 1.025, 0.95, 1.05)),
