@@ -1,0 +1,55 @@
+"""`cv-jax COMMAND [--flags] [ARGS]`: one entry point for every job.
+
+Commands:
+  classify      top-5 labels for images
+  activations   save layer activations of images to .npz
+  convert       convert weights into a cv_jax checkpoint
+  featvis       render feature visualizations
+  sweep         rank a dataset's images per unit
+  occlusion     occlusion maps for one image
+  experiment    the whole causal-understanding study (sweep -> ... -> report)
+
+`cv-jax COMMAND --help` lists a command's flags.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "classify": ("cv_jax.inference", "main_classify", "top-5 labels for images"),
+    "activations": ("cv_jax.inference", "main_activations", "save layer activations to .npz"),
+    "convert": ("cv_jax.convert.__main__", "main", "convert weights into a cv_jax checkpoint"),
+    "featvis": ("cv_jax.featvis.__main__", "main", "render feature visualizations"),
+    "sweep": ("cv_jax.sweep.__main__", "main", "rank a dataset's images per unit"),
+    "occlusion": ("cv_jax.occlusion.__main__", "main", "occlusion maps for one image"),
+    "experiment": ("cv_jax.experiment.__main__", "main", "the whole study, from model to report"),
+}
+
+
+def _usage() -> str:
+  lines = ["usage: cv-jax COMMAND [--flags] [ARGS]", "", "commands:"]
+  lines += [f"  {name:<12} {help_}" for name, (_, _, help_) in COMMANDS.items()]
+  return "\n".join(lines)
+
+
+def run(argv: list[str] | None = None) -> None:
+  """Console-script entry point: dispatch to the command's absl main."""
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+    print(_usage())
+    sys.exit(0 if len(argv) >= 2 else 2)
+  cmd = argv[1]
+  if cmd not in COMMANDS:
+    print(f"cv-jax: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr)
+    sys.exit(2)
+  module, func, _ = COMMANDS[cmd]
+  main = getattr(importlib.import_module(module), func)
+  from absl import app
+  # Warnings and errors only, unless the user asks for --verbosity.
+  app.run(main, argv=[f"cv-jax {cmd}", "--verbosity=-1"] + argv[2:])
+
+
+if __name__ == "__main__":
+  run()
