@@ -85,13 +85,14 @@ class Network(nnx.Module):
     return self.apply(self.params(), jnp.asarray(images, jnp.float32), layers, relu=relu, step=step)
 
   def channels(self, layer: str) -> int:
-    """Number of channels of a spatial layer."""
-    layer = self.resolve(layer)
-    shape = jax.eval_shape(
-        lambda p, x: network.apply(self.spec, p, x, [layer], lrn=self.lrn,
-                                   aux_heads=self.aux_heads)[layer],
-        self.params(), jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))
-    return shape.shape[-1]
+    """Number of channels (last axis) of a layer."""
+    if not hasattr(self, "_channels"):
+      # One abstract evaluation of every layer (no FLOPs); cached on the instance.
+      shapes = jax.eval_shape(
+          lambda p, x: network.apply(self.spec, p, x, None, lrn=self.lrn, aux_heads=self.aux_heads),
+          self.params(), jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))
+      object.__setattr__(self, "_channels", {k: v.shape[-1] for k, v in shapes.items()})
+    return self._channels[self.resolve(layer)]
 
   def branch_offsets(self, block: str) -> dict[str, int]:
     """Start channel of each branch ("1x1", "3x3", "5x5", "pool") in `block`'s concat."""

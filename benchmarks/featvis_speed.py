@@ -1,0 +1,194 @@
+"""featvis speed: optimisation steps per second, JAX (cv_jax.featvis) vs a plain PyTorch loop.
+
+Workload (both sides): the paper's step for one unit: batch 9, 224 px images on a 256 px FFT +
+decorrelated canvas, Lucid transforms (jitter 16, random scale, rotate, jitter 8), BVLC
+GoogLeNet, objective = mean channel activation of mixed4a_pre_relu - 100 * diversity(mixed4a
+pre-ReLU), Adam 0.05. The PyTorch loop does what Lucent does: the whole network forward every
+step (to the softmax), then backward. cv_jax runs the steps inside one compiled loop and stops
+the forward at mixed4a. (The torch side uses F.interpolate / grid_sample for scale and rotate:
+same cost class, not bit-identical; it is a timing reference only.)
+
+Second table: units per minute when N units are rendered in one program vs one at a time.
+
+    PYTHONPATH=. python benchmarks/featvis_speed.py [--steps 5] [--batch 9] [--units 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cv_jax import featvis, models
+from cv_jax.featvis import loop
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", ROOT.parent / "shared"))
+
+
+# --- PyTorch reference loop -------------------------------------------------------------------
+
+def torch_googlenet(model):
+  """BVLC GoogLeNet in plain PyTorch from the same weights (NCHW, Caffe conventions)."""
+  import torch
+  import torch.nn.functional as F
+  P = {k: {"w": torch.from_numpy(np.asarray(v["kernel"]).transpose(3, 2, 0, 1).copy())
+           if np.asarray(v["kernel"]).ndim == 4 else torch.from_numpy(np.asarray(v["kernel"]).T.copy()),
+           "b": torch.from_numpy(np.asarray(v["bias"]))} for k, v in model.params().items()}
+  blocks = list(model.spec.blocks)
+  mean = torch.tensor([104.0, 117.0, 123.0]).view(1, 3, 1, 1)
+
+  def conv(name, x, stride=1, pad=None):
+    w = P[name]["w"]
+    return F.conv2d(x, w, P[name]["b"], stride, w.shape[-1] // 2 if pad is None else pad)
+
+  def pool(x, stride):
+    return F.max_pool2d(x, 3, stride, 1 if stride == 1 else 0, ceil_mode=True)
+
+  def lrn(x):
+    return F.local_response_norm(x, 5, 1e-4, 0.75, 1.0)
+
+  def forward(img, keep):
+    x = img * 255.0
+    x = x.flip(1) - mean
+    x = pool(F.relu(conv("conv2d0", x, 2, 3)), 2)
+    x = lrn(x)
+    x = F.relu(conv("conv2d1", x, pad=0))
+    x = pool(lrn(F.relu(conv("conv2d2", x, pad=1))), 2)
+    out = {}
+    for b in blocks:
+      if b in ("mixed4a", "mixed5a"):
+        x = pool(x, 2)
+      p1 = conv(f"{b}_1x1", x)
+      p3 = conv(f"{b}_3x3", F.relu(conv(f"{b}_3x3_bottleneck", x)))
+      p5 = conv(f"{b}_5x5", F.relu(conv(f"{b}_5x5_bottleneck", x)))
+      pp = conv(f"{b}_pool_reduce", pool(x, 1))
+      pre = torch.cat([p1, p3, p5, pp], 1)
+      if b == keep:
+        out[keep] = pre
+      x = F.relu(pre)
+    h = x.mean((2, 3))
+    out["logits"] = h @ P["softmax2"]["w"] + P["softmax2"]["b"]
+    return out
+  return forward
+
+
+def torch_loop(model, steps, batch, size=224, pad=16, channel=490):
+  import torch
+  import torch.nn.functional as F
+  torch.manual_seed(0)
+  forward = torch_googlenet(model)
+  h = w = size + 2 * pad
+  freqs = np.sqrt(np.fft.fftfreq(w)[: w // 2 + 1][None] ** 2 + np.fft.fftfreq(h)[:, None] ** 2)
+  scale = torch.from_numpy((1 / np.maximum(freqs, 1 / max(h, w))).astype(np.float32))
+  spec = (0.01 * torch.randn(batch, 3, h, w // 2 + 1, 2)).requires_grad_()
+  cn = torch.from_numpy(featvis.param.COLOR_CORRELATION_NORMALIZED)
+  opt = torch.optim.Adam([spec], lr=0.05)
+  scales = (1.0, 0.975, 1.025, 0.95, 1.05)
+  rng = np.random.RandomState(0)
+
+  def step():
+    opt.zero_grad()
+    c = torch.complex(spec[..., 0], spec[..., 1]) * scale
+    t = torch.fft.irfftn(c, s=(h, w), norm="ortho") / 4
+    img = torch.sigmoid(torch.einsum("ij,bjhw->bihw", cn, t))
+    oy, ox = rng.randint(0, 17, 2)
+    img = img[:, :, oy:oy + h - 16, ox:ox + w - 16]
+    s = scales[rng.randint(5)]
+    n = int(s * img.shape[-1])
+    img = F.interpolate(img, size=(n, n), mode="bilinear", align_corners=False)
+    a = math.radians(rng.randint(-5, 6))
+    theta = torch.tensor([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0]],
+                         dtype=torch.float32).expand(batch, 2, 3)
+    grid = F.affine_grid(theta, img.shape, align_corners=False)
+    img = F.grid_sample(img, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    oy, ox = rng.randint(0, 9, 2)
+    img = img[:, :, oy:oy + n - 8, ox:ox + n - 8]
+    acts = forward(img, "mixed4a")
+    a4 = acts["mixed4a"]
+    ch = a4[:, channel].mean()
+    f = a4.flatten(2)
+    g = f @ f.transpose(1, 2)
+    g = g / g.flatten(1).norm(dim=1).clamp_min(1e-5).view(-1, 1, 1)
+    sim = torch.einsum("iab,jab->ij", g, g)
+    div = (sim.sum() - sim.diagonal().sum()) / batch
+    loss = -(ch - 100 * div)   # logits computed (full forward, as Lucent) but not in the loss
+    loss.backward()
+    opt.step()
+
+  torch.set_num_threads(os.cpu_count() or 1)
+  step()                                   # warm-up
+  t = time.perf_counter()
+  for _ in range(steps):
+    step()
+  return steps / (time.perf_counter() - t)
+
+
+# --- JAX ---------------------------------------------------------------------------------------
+
+def jax_steps_per_s(model, units, cfg, steps):
+  """(steps/s after compilation, compile+first-call seconds) for `units` in one program."""
+  us = featvis.parse_units(model, units)
+  eng = loop.get_engine(model, us, cfg)
+  mp = model.params()
+  idx = jnp.asarray([u.channel for u in us], jnp.int32)
+  key = jax.random.PRNGKey(0)
+  state = eng.init_state(key, us, steps)
+  t = time.perf_counter()
+  state = eng.advance(state, jnp.int32(0), jnp.int32(1), mp, idx, key)
+  jax.block_until_ready(state[0])
+  first = time.perf_counter() - t
+  t = time.perf_counter()
+  state = eng.advance(state, jnp.int32(1), jnp.int32(1 + steps), mp, idx, key)
+  jax.block_until_ready(state[0])
+  return steps / (time.perf_counter() - t), first
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--steps", type=int, default=5)
+  ap.add_argument("--batch", type=int, default=9)
+  ap.add_argument("--size", type=int, default=224)
+  ap.add_argument("--units", type=int, default=4, help="N for the one-program vs one-at-a-time table")
+  ap.add_argument("--unit_batch", type=int, default=1)
+  ap.add_argument("--skip_torch", action="store_true")
+  args = ap.parse_args()
+  model = models.load("googlenet_bvlc", SHARED / "models" / "bvlc_googlenet" / "bvlc_googlenet_blobs.npz")
+  cfg = featvis.get_config("zimmermann2021")
+  cfg.batch, cfg.size = args.batch, args.size
+  print(f"device: {jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores; batch {args.batch}, "
+        f"{args.size}px (+16 pad), timed steps {args.steps}")
+  jr, jfirst = jax_steps_per_s(model, ["mixed4a/pool:42"], cfg, args.steps)
+  rows = [("cv_jax (one compiled loop, forward to mixed4a)", jr, jfirst)]
+  if not args.skip_torch:
+    tr = torch_loop(model, args.steps, args.batch, args.size)
+    rows.append(("PyTorch loop (full forward each step)", tr, float("nan")))
+  print("\n| implementation | steps/s | compile + first step (s) |\n|---|---|---|")
+  for name, r, f in rows:
+    print(f"| {name} | {r:.3f} | {f:.1f} |")
+  if not args.skip_torch:
+    print(f"\nspeed-up cv_jax / PyTorch: {jr / tr:.2f}x")
+  # N units in one program vs one at a time (same layer -> the single-unit program is shared).
+  cfg1 = featvis.get_config("zimmermann2021")
+  cfg1.batch, cfg1.size = args.unit_batch, args.size
+  names = [f"mixed4a/pool:{i}" for i in range(args.units)]
+  rn, fn = jax_steps_per_s(model, names, cfg1, args.steps)
+  r1, f1 = jax_steps_per_s(model, names[:1], cfg1, args.steps)
+  full = cfg1.steps
+  per_min_n = 60 * args.units / (full / rn)
+  per_min_1 = 60 / (full / r1)
+  print(f"\nunits per minute at {full} steps, batch {args.unit_batch} (excluding compilation):")
+  print(f"| mode | steps/s | units/min | compile + first step (s) |\n|---|---|---|---|")
+  print(f"| {args.units} units in one program | {rn:.3f} | {per_min_n:.3f} | {fn:.1f} |")
+  print(f"| one unit at a time | {r1:.3f} | {per_min_1:.3f} | {f1:.1f} |")
+  print(f"ratio (one program / one at a time): {per_min_n / per_min_1:.2f}x")
+
+
+if __name__ == "__main__":
+  main()
