@@ -39,8 +39,8 @@ def torch_googlenet(model):
   import torch
   import torch.nn.functional as F
   P = {k: {"w": torch.from_numpy(np.asarray(v["kernel"]).transpose(3, 2, 0, 1).copy())
-           if np.asarray(v["kernel"]).ndim == 4 else torch.from_numpy(np.asarray(v["kernel"]).T.copy()),
-           "b": torch.from_numpy(np.asarray(v["bias"]))} for k, v in model.params().items()}
+           if np.asarray(v["kernel"]).ndim == 4 else torch.from_numpy(np.array(v["kernel"])),
+           "b": torch.from_numpy(np.array(v["bias"]))} for k, v in model.params().items()}
   blocks = list(model.spec.blocks)
   mean = torch.tensor([104.0, 117.0, 123.0]).view(1, 3, 1, 1)
 
@@ -158,6 +158,7 @@ def main():
   ap.add_argument("--units", type=int, default=4, help="N for the one-program vs one-at-a-time table")
   ap.add_argument("--unit_batch", type=int, default=1)
   ap.add_argument("--skip_torch", action="store_true")
+  ap.add_argument("--skip_units", action="store_true")
   args = ap.parse_args()
   model = models.load("googlenet_bvlc", SHARED / "models" / "bvlc_googlenet" / "bvlc_googlenet_blobs.npz")
   cfg = featvis.get_config("zimmermann2021")
@@ -166,6 +167,7 @@ def main():
         f"{args.size}px (+16 pad), timed steps {args.steps}")
   jr, jfirst = jax_steps_per_s(model, ["mixed4a/pool:42"], cfg, args.steps)
   rows = [("cv_jax (one compiled loop, forward to mixed4a)", jr, jfirst)]
+  print(f"cv_jax: {jr:.3f} steps/s, compile + first step {jfirst:.1f}s", flush=True)
   if not args.skip_torch:
     tr = torch_loop(model, args.steps, args.batch, args.size)
     rows.append(("PyTorch loop (full forward each step)", tr, float("nan")))
@@ -174,6 +176,8 @@ def main():
     print(f"| {name} | {r:.3f} | {f:.1f} |")
   if not args.skip_torch:
     print(f"\nspeed-up cv_jax / PyTorch: {jr / tr:.2f}x")
+  if args.skip_units:
+    return
   # N units in one program vs one at a time (same layer -> the single-unit program is shared).
   cfg1 = featvis.get_config("zimmermann2021")
   cfg1.batch, cfg1.size = args.unit_batch, args.size

@@ -7,7 +7,8 @@ NAME:
   batch 9 and a separate batch 4), blur windows at stride 2, 50 tasks per condition.
 * demo: the README quickstart on this repository's ../shared data: BVLC GoogLeNet weights, the
   1000 ImageNet sample images, the same 18 units, 3 catch and 2 practice units, reduced sizes
-  (3 image sets, 96 px feature visualizations with 48 steps, occluder stride 8, blur stride 22).
+  (2 image sets, 64 px feature visualizations with 32 steps and no random scale, occluder
+  stride 12, blur-window stride 45, 4 tasks per condition).
 * tiny: 2 units on 40 sample images, a few steps everywhere (tests).
 
 Units are "block/branch:index" strings (index within the branch), so they map onto both
@@ -112,8 +113,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.featvis.units_per_call = 23
     c.featvis.overrides = ml_collections.ConfigDict(dict(
         size=64, pad=8, steps=32,
-        transforms=(("jitter", 8), ("scale", (1.0, 0.975, 1.025, 0.95, 1.05)),
-                    ("rotate", tuple(range(-5, 6))), ("jitter", 4))))
+        # No random scale: featvis compiles one program branch per scale (5x compile time).
+        transforms=(("jitter", 8), ("rotate", tuple(range(-5, 6))), ("jitter", 4))))
     c.occlusion.stride = 12
     c.blur.stride = 45
     c.tasks.n_tasks = 4

@@ -138,11 +138,13 @@ def test_cli_outputs(tmp_path):
 def test_paper_units_short_render_raises_activation(bvlc_model):
   """All 18 paper units (mixed3a ... mixed5b, 3x3 and pool) in one program, real BVLC weights."""
   c = featvis.get_config("zimmermann2021")
-  c.size, c.pad, c.batch, c.steps, c.diversity = 40, 4, 1, 0, 0.0
+  c.size, c.pad, c.batch, c.steps, c.diversity = 56, 4, 1, 0, 0.0
   c.transforms = (("jitter", 4),)
   start = featvis.render(bvlc_model, paper.PAPER_UNITS, c, progress=False)
-  c.steps = 16
+  c.steps = 20
   out = featvis.render(bvlc_model, paper.PAPER_UNITS, c, progress=False)
-  gain = out["activation"][:, 0] - start["activation"][:, 0]
-  assert np.all(gain > 10), dict(zip(out["units"], gain))
-  assert np.median(out["activation"][:, 0]) > 5 * np.median(np.abs(start["activation"][:, 0]))
+  a0, a1 = start["activation"][:, 0], out["activation"][:, 0]
+  gain = a1 - a0
+  # every unit rises by more than 5 and by more than its starting magnitude; most by hundreds
+  assert np.all(gain > 5) and np.all(gain > np.abs(a0)), dict(zip(out["units"], zip(a0, a1)))
+  assert np.median(gain) > 100
