@@ -159,7 +159,9 @@ def kappa_figure(results: Mapping[str, Any], out: pathlib.Path) -> pathlib.Path:
     for i in range(len(ns)):
       for j in range(len(ns)):
         txt = "nan" if not np.isfinite(m[i, j]) else f"{int(m[i, j])}\n±{s[i][j]}"
-        ax.text(j, i, txt, ha="center", va="center", fontsize=8)
+        dark = np.isfinite(m[i, j]) and abs(m[i, j]) > 60
+        ax.text(j, i, txt, ha="center", va="center", fontsize=8,
+                color="white" if dark else "black")
     ax.set_title(f"Cohen's kappa x100, {title}", fontsize=9)
   fig.tight_layout()
   fig.savefig(out, dpi=90)
