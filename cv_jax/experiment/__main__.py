@@ -1,0 +1,63 @@
+"""`cv-jax experiment` / `python -m cv_jax.experiment`: the whole study, resumable.
+
+    python -m cv_jax.experiment --config=configs/experiment.py:demo
+    python -m cv_jax.experiment --config=configs/experiment.py:zimmermann2021 \
+        --config.data.source=folder:/data/imagenet/train --workdir=runs/paper
+
+Stages: sweep -> exemplars -> featvis -> occlusion -> blur -> trials -> baselines -> report.
+Re-running the same command resumes: finished stages (and finished items inside a stage) are
+skipped. Prints a summary at the end; the report is <workdir>/report/report.html.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from cv_jax.experiment import pipeline
+
+_DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "experiment.py")
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", f"{_DEFAULT_CONFIG}:demo", "experiment config: configs/experiment.py:NAME with "
+    "NAME in zimmermann2021, demo, tiny; override fields with --config.FIELD=VALUE")
+_WORKDIR = flags.DEFINE_string("workdir", None, "output folder (default: config.workdir)")
+_IMAGES = flags.DEFINE_string("images", None, "image source, folder:/path or tfds:name:split "
+                              "(default: config.data.source)")
+_WEIGHTS = flags.DEFINE_string("weights", None, "model weights file (default: config.model.weights)")
+_STAGES = flags.DEFINE_list("stages", list(pipeline.STAGES), "stages to run, in order")
+_PROGRESS = flags.DEFINE_bool("progress", True, "progress bars")
+
+
+def main(argv: list[str]) -> None:
+  """absl main: run (or resume) the configured experiment and print the summary."""
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  cfg = _CONFIG.value
+  if cfg is None:
+    raise app.UsageError("--config is required, e.g. --config=configs/experiment.py:demo")
+  if _WORKDIR.value:
+    cfg.workdir = _WORKDIR.value
+  if _IMAGES.value:
+    cfg.data.source = _IMAGES.value
+  if _WEIGHTS.value:
+    cfg.model.weights = _WEIGHTS.value
+  if not cfg.workdir:
+    raise app.UsageError("no workdir: pass --workdir")
+  if not cfg.data.source:
+    raise app.UsageError("no image source: pass --images=folder:/path")
+  summary = pipeline.run(cfg, stages=_STAGES.value, progress=_PROGRESS.value,
+                         log=lambda s: print(s, file=sys.stderr, flush=True))
+  print(pipeline.format_summary(summary), flush=True)
+
+
+def run() -> None:
+  """Entry point for `python -m cv_jax.experiment`."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
