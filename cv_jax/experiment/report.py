@@ -78,9 +78,7 @@ def _load(root: pathlib.Path, rel: str) -> np.ndarray:
 def unit_figure(root: pathlib.Path, doc: Mapping[str, Any], unit: Mapping[str, Any],
                 trial: Mapping[str, Any], out: pathlib.Path) -> pathlib.Path:
   """One unit: synthetic refs, natural refs, query + occlusions + heat map, baseline choices."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
   from matplotlib.patches import Rectangle
 
   syn = list(unit.get("synthetic", {}).get("9", []))[:9]
@@ -89,7 +87,8 @@ def unit_figure(root: pathlib.Path, doc: Mapping[str, Any], unit: Mapping[str, A
   rows = [("synthetic", syn), ("natural", nat), ("blur", blur)]
   rows = [(n, r) for n, r in rows if r]
   ncol = 9
-  fig, axes = plt.subplots(len(rows) + 1, ncol, figsize=(ncol * 1.2, (len(rows) + 1) * 1.4 + 0.3))
+  fig = Figure(figsize=(ncol * 1.2, (len(rows) + 1) * 1.4 + 0.3))
+  axes = fig.subplots(len(rows) + 1, ncol)
   axes = np.atleast_2d(axes)
   for ax in axes.ravel():
     ax.axis("off")
@@ -127,15 +126,12 @@ def unit_figure(root: pathlib.Path, doc: Mapping[str, Any], unit: Mapping[str, A
                f"{trial['image_set']}", fontsize=9, x=0.01, ha="left")
   fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, wspace=0.05, hspace=0.3)
   fig.savefig(out, dpi=90)
-  plt.close(fig)
   return out
 
 
 def kappa_figure(results: Mapping[str, Any], out: pathlib.Path) -> pathlib.Path:
   """Heat map of our baseline kappas (x100, truncated) beside the paper's three values."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
   k = results["kappa"]
   names = k["names"]
@@ -150,7 +146,8 @@ def kappa_figure(results: Mapping[str, Any], out: pathlib.Path) -> pathlib.Path:
     i, j = paper_names.index(a), paper_names.index(b)
     pm[i, j] = pm[j, i] = m
     ps[i, j] = ps[j, i] = e
-  fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.2))
+  fig = Figure(figsize=(9.5, 4.2))
+  axes = fig.subplots(1, 2)
   for ax, m, s, ns, title in ((axes[0], mean, sem, names, "this run"),
                               (axes[1], pm, ps.tolist(), paper_names, "paper (Fig. 4)")):
     ax.imshow(m, cmap="RdBu_r", vmin=-100, vmax=100)
@@ -165,19 +162,17 @@ def kappa_figure(results: Mapping[str, Any], out: pathlib.Path) -> pathlib.Path:
     ax.set_title(f"Cohen's kappa x100, {title}", fontsize=9)
   fig.tight_layout()
   fig.savefig(out, dpi=90)
-  plt.close(fig)
   return out
 
 
 def accuracy_figure(results: Mapping[str, Any], out: pathlib.Path) -> pathlib.Path:
   """Bar chart of baseline accuracies with 2 SEM error bars."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
   acc = results["accuracy"]
   names = list(acc)
-  fig, ax = plt.subplots(figsize=(5, 3))
+  fig = Figure(figsize=(5, 3))
+  ax = fig.subplots()
   ax.bar(range(len(names)), [acc[n]["mean"] * 100 for n in names],
          yerr=[acc[n]["sem2"] * 100 for n in names], color="tab:gray", capsize=3)
   ax.axhline(50, color="k", ls=":", lw=1)
@@ -186,7 +181,6 @@ def accuracy_figure(results: Mapping[str, Any], out: pathlib.Path) -> pathlib.Pa
   ax.set_ylim(0, 100)
   fig.tight_layout()
   fig.savefig(out, dpi=90)
-  plt.close(fig)
   return out
 
 
