@@ -23,45 +23,16 @@ import pathlib
 
 import ml_collections
 
+from cv_jax import units
+
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", _REPO.parent / "shared"))
 
-# inceptionv1 (inception5h) branch offsets 1x1 / 3x3 / 5x5 / pool, paper_spec §1.1.
-_OFFSETS = {
-    "mixed3a": (0, 64, 192, 224), "mixed3b": (0, 128, 320, 416), "mixed4a": (0, 192, 396, 444),
-    "mixed4b": (0, 160, 384, 448), "mixed4c": (0, 128, 384, 448), "mixed4d": (0, 112, 400, 464),
-    "mixed4e": (0, 256, 576, 704), "mixed5a": (0, 256, 576, 704), "mixed5b": (0, 384, 768, 896),
-}
-_BRANCHES = ("1x1", "3x3", "5x5", "pool")
-
-
-def branch_unit(block: str, branch: str, concat_index: int) -> str:
-  """inceptionv1 concat index -> "block/branch:index-within-branch"."""
-  start = _OFFSETS[block][_BRANCHES.index(branch)]
-  return f"{block}/{branch}:{concat_index - start}"
-
-
-# paper_spec §1.2: 3x3 and pool units of the 9 blocks (concat indices of inceptionv1).
-PAPER_UNITS = tuple(branch_unit(*u) for u in (
-    ("mixed3a", "3x3", 189), ("mixed3a", "pool", 227),
-    ("mixed3b", "3x3", 178), ("mixed3b", "pool", 430),
-    ("mixed4a", "3x3", 257), ("mixed4a", "pool", 486),
-    ("mixed4b", "3x3", 339), ("mixed4b", "pool", 491),
-    ("mixed4c", "3x3", 247), ("mixed4c", "pool", 496),
-    ("mixed4d", "3x3", 342), ("mixed4d", "pool", 483),
-    ("mixed4e", "3x3", 524), ("mixed4e", "pool", 816),
-    ("mixed5a", "3x3", 278), ("mixed5a", "pool", 743),
-    ("mixed5b", "3x3", 684), ("mixed5b", "pool", 1007)))
-# Catch units j, t, z with their image sets (CU create_task_structure_json.py l.89-93).
-CATCH = (branch_unit("mixed4e", "pool", 783) + "@0", branch_unit("mixed4c", "pool", 484) + "@1",
-         branch_unit("mixed5a", "3x3", 557) + "@14")
-# Practice units g, o, d, c, e, f, h, k, n, q with their image sets
-# (CU layer_folder_mapping_instruction_practice_catch.csv, 7_practice_trials_...ipynb cell 5).
-PRACTICE = tuple(branch_unit(*u[:3]) + f"@{u[3]}" for u in (
-    ("mixed4e", "1x1", 6, 18), ("mixed4a", "pool", 505, 1), ("mixed4e", "pool", 809, 0),
-    ("mixed4c", "pool", 449, 5), ("mixed4b", "pool", 465, 2), ("mixed4c", "1x1", 59, 12),
-    ("mixed4e", "1x1", 83, 0), ("mixed3a", "1x1", 43, 9), ("mixed3b", "pool", 472, 3),
-    ("mixed4b", "1x1", 50, 5)))
+# The paper's units (paper_spec §1.2), as "block/branch:index" strings: cv_jax.units.
+PAPER_UNITS = units.PAPER_UNITS
+# Catch units j, t, z and practice units, as "unit@image_set".
+CATCH = tuple(f"{units.CATCH_UNITS[k]}@{units.CATCH_IMAGE_SETS[k]}" for k in "jtz")
+PRACTICE = tuple(f"{u}@{b}" for u, b in units.PRACTICE_UNITS)
 
 CONDITIONS = ("synthetic", "natural", "mixed", "blur", "none")
 

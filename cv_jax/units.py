@@ -27,19 +27,24 @@ PAPER_UNITS_INCEPTIONV1 = (
 CATCH_UNITS_INCEPTIONV1 = (("mixed4e", "pool", 783), ("mixed4c", "pool", 484),
                            ("mixed5a", "3x3", 557))
 
-# inceptionv1 branch offsets (featvis_spec §1.4): 1x1 / 3x3 / 5x5 / pool.
-INCEPTIONV1_OFFSETS = {
-    "mixed3a": (0, 64, 192, 224), "mixed3b": (0, 128, 320, 416), "mixed4a": (0, 192, 396, 444),
-    "mixed4b": (0, 160, 384, 448), "mixed4c": (0, 128, 384, 448), "mixed4d": (0, 112, 400, 464),
-    "mixed4e": (0, 256, 576, 704), "mixed5a": (0, 256, 576, 704), "mixed5b": (0, 384, 768, 896),
-}
-_BRANCH_POS = {"1x1": 0, "3x3": 1, "5x5": 2, "pool": 3}
+# Practice units g, o, d, c, e, f, h, k, n, q with their image sets (CU
+# layer_folder_mapping_instruction_practice_catch.csv, 7_practice_trials_...ipynb cell 5).
+PRACTICE_UNITS_INCEPTIONV1 = (
+    ("mixed4e", "1x1", 6, 18), ("mixed4a", "pool", 505, 1), ("mixed4e", "pool", 809, 0),
+    ("mixed4c", "pool", 449, 5), ("mixed4b", "pool", 465, 2), ("mixed4c", "1x1", 59, 12),
+    ("mixed4e", "1x1", 83, 0), ("mixed3a", "1x1", 43, 9), ("mixed3b", "pool", 472, 3),
+    ("mixed4b", "1x1", 50, 5),
+)
+# Image set of each catch unit (CU create_task_structure_json.py l.89-93).
+CATCH_IMAGE_SETS = {"j": 0, "t": 1, "z": 14}
 
 
 def _to_branch(block: str, branch: str, concat: int) -> str:
-  start = INCEPTIONV1_OFFSETS[block][_BRANCH_POS[branch]]
+  """inceptionv1 concat index -> "block/branch:index-within-branch" (featvis_spec §1.4)."""
+  spec = models.SPECS["inceptionv1"].blocks[block]
+  start = spec.offsets()[branch]
   idx = concat - start
-  if idx < 0:
+  if not 0 <= idx < spec.branch_sizes[models.BRANCHES.index(branch)]:
     raise AssertionError(f"{block}:{concat} is not in the {branch} branch")
   return f"{block}/{branch}:{idx}"
 
@@ -49,6 +54,9 @@ PAPER_UNITS = tuple(_to_branch(*u) for u in PAPER_UNITS_INCEPTIONV1)
 
 CATCH_UNITS = dict(zip("jtz", (_to_branch(*u) for u in CATCH_UNITS_INCEPTIONV1)))
 """Catch units by their letter, as "block/branch:index" strings."""
+
+PRACTICE_UNITS = tuple((_to_branch(*u[:3]), u[3]) for u in PRACTICE_UNITS_INCEPTIONV1)
+"""Practice units as ("block/branch:index", image set)."""
 
 
 def paper_units(model) -> list[models.Unit]:
