@@ -34,3 +34,18 @@ def sample_images():
   """Sorted paths of the ImageNet sample photos (one per class, in class order)."""
   need(SAMPLES, "ImageNet sample images")
   return sorted(SAMPLES.glob("*.JPEG"))
+
+
+@pytest.fixture(scope="module")
+def highest_precision():
+  """Full float32 matmul/conv precision in JAX and one torch thread, for reference comparisons."""
+  import jax
+  old = jax.config.jax_default_matmul_precision
+  jax.config.update("jax_default_matmul_precision", "highest")
+  try:
+    import torch
+    torch.set_num_threads(1)
+  except ImportError:
+    pass
+  yield
+  jax.config.update("jax_default_matmul_precision", old)

@@ -23,12 +23,8 @@ BLOCKS = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def highest_precision():
-  old = jax.config.jax_default_matmul_precision
-  jax.config.update("jax_default_matmul_precision", "highest")
-  torch.set_num_threads(1)
-  yield
-  jax.config.update("jax_default_matmul_precision", old)
+def _precision(highest_precision):
+  """Every test here compares float32 results with PyTorch at full matmul precision."""
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,8 @@ RELU_CASES = [("standard", None, GRAD_LAYERS), ("lucent", None, GRAD_LAYERS),
 
 
 @pytest.fixture(scope="module", autouse=True)
-def highest_precision():
-  old = jax.config.jax_default_matmul_precision
-  jax.config.update("jax_default_matmul_precision", "highest")
-  torch.set_num_threads(1)
-  yield
-  jax.config.update("jax_default_matmul_precision", old)
+def _precision(highest_precision):
+  """Every test here compares float32 results with PyTorch at full matmul precision."""
 
 
 @pytest.fixture(scope="module")
