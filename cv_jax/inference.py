@@ -76,9 +76,13 @@ def run_model(model_name: str, weights: str | None, paths: Sequence[str], layers
   n_batches = -(-len(paths) // batch_size)
   for x in tqdm(_batches(paths, batch_size, resize, crop), total=n_batches, unit="batch",
                 disable=not progress or n_batches < 2, desc=model_name):
+    n = len(x)
+    if n_batches > 1 and n < batch_size:
+      # Pad the last batch to the compiled shape instead of compiling a second program.
+      x = np.concatenate([x, np.repeat(x[-1:], batch_size - n, axis=0)])
     out = forward(params, x)
     for l in layers:
-      chunks[l].append(np.asarray(out[l]))
+      chunks[l].append(np.asarray(out[l])[:n])
   return {l: np.concatenate(v) for l, v in chunks.items()}
 
 
