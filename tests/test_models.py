@@ -126,6 +126,8 @@ def test_relu_variants_gradients():
 def test_bad_images_rejected(inc):
   with pytest.raises(ValueError, match="NHWC"):
     inc(jnp.zeros((1, 3, 224, 224)))
+  with pytest.raises(ValueError, match="no layers requested"):
+    inc(jnp.zeros((1, 64, 64, 3)), layers=())
 
 
 def test_lrn_option(inc):

@@ -121,6 +121,8 @@ def apply(spec: NetSpec, params: Params, images: jax.Array,
   unknown = wanted - set(names)
   if unknown:
     raise ValueError(f"unknown layers {sorted(unknown)}")
+  if not wanted:
+    raise ValueError("no layers requested; pass layer names, or layers=None for all")
   if images.ndim != 4 or images.shape[-1] != 3:
     raise ValueError(f"images must be NHWC with 3 channels, got shape {images.shape}")
   lrn_spec = spec.lrn[lrn or spec.default_lrn]
