@@ -8,6 +8,7 @@ Commands:
   sweep         rank a dataset's images per unit
   occlusion     occlusion maps for one image
   experiment    the whole causal-understanding study (sweep -> ... -> report)
+  mis           machine interpretability score of every unit of some layers
 
 `cv-jax COMMAND --help` lists a command's flags.
 """
@@ -25,6 +26,7 @@ COMMANDS = {
     "sweep": ("cv_jax.sweep.__main__", "main", "rank a dataset's images per unit"),
     "occlusion": ("cv_jax.occlusion.__main__", "main", "occlusion maps for one image"),
     "experiment": ("cv_jax.experiment.__main__", "main", "the whole study, from model to report"),
+    "mis": ("cv_jax.mis.__main__", "main", "machine interpretability score (MIS) of units"),
 }
 
 
