@@ -23,12 +23,15 @@ _DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / 
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", f"{_DEFAULT_CONFIG}:demo", "experiment config: configs/experiment.py:NAME with "
-    "NAME in zimmermann2021, demo, tiny; override fields with --config.FIELD=VALUE")
+    "NAME in zimmermann2021, demo, tiny, borowski2021, exemplar_2afc_demo, exemplar_2afc_tiny; "
+    "override fields with --config.FIELD=VALUE")
 _WORKDIR = flags.DEFINE_string("workdir", None, "output folder (default: config.workdir)")
 _IMAGES = flags.DEFINE_string("images", None, "image source, folder:/path or tfds:name:split "
                               "(default: config.data.source)")
 _WEIGHTS = flags.DEFINE_string("weights", None, "model weights file (default: config.model.weights)")
-_STAGES = flags.DEFINE_list("stages", list(pipeline.STAGES), "stages to run, in order")
+_STAGES = flags.DEFINE_list("stages", None, "stages to run, in order (default: all of the "
+                            f"config's task; occlusion: {','.join(pipeline.STAGES)}; "
+                            f"exemplar_2afc: {','.join(pipeline.STAGES_2AFC)})")
 _PROGRESS = flags.DEFINE_bool("progress", True, "progress bars")
 
 

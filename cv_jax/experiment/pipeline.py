@@ -35,6 +35,17 @@ from cv_jax.experiment import trials as trials_lib
 from cv_jax.experiment.baselines import baseline_values, choice, get_saliency_model, score
 
 STAGES = ("sweep", "exemplars", "featvis", "occlusion", "blur", "trials", "baselines", "report")
+STAGES_2AFC = ("sweep", "exemplars_2afc", "featvis_2afc", "trials_2afc", "report_2afc")
+"""Stages of `task = "exemplar_2afc"` (cv_jax.experiment.exemplar_2afc)."""
+TASKS = {"occlusion": STAGES, "exemplar_2afc": STAGES_2AFC}
+
+
+def stages_for(cfg) -> tuple[str, ...]:
+  """The stages of the config's task (`cfg.task`, default "occlusion")."""
+  task = cfg.get("task", "occlusion") or "occlusion"
+  if task not in TASKS:
+    raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+  return TASKS[task]
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -144,11 +155,15 @@ def parse_unit_specs(model, cfg) -> list[UnitSpec]:
     for entry in cfg[role]:
       text, b = split(entry)
       add(text, role, [b])
+  if cfg.get("task", "occlusion") == "exemplar_2afc":
+    n_sets, where = cfg.exemplar_2afc.bin_size, "exemplar_2afc.bin_size"
+  else:
+    n_sets, where = cfg.exemplars.bin_size, "exemplars.bin_size"
   for sp in specs.values():
     for b in sp.sets:
-      if b >= cfg.exemplars.bin_size:
+      if b >= n_sets:
         raise ValueError(f"unit {sp.text} uses image set {b}, but there are only "
-                         f"{cfg.exemplars.bin_size} (exemplars.bin_size)")
+                         f"{n_sets} ({where})")
   return list(specs.values())
 
 
@@ -256,7 +271,21 @@ class Experiment:
     units = [(u.id, u.layer, u.channel, sorted(u.sets.items())) for u in self.units]
     base = dict(model=model, data=_to_plain(c.data))
     if name == "sweep":
-      return dict(base, sweep=_to_plain(c.sweep), layers=sorted({u.layer for u in self.units}))
+      extra = {"k": self._sweep_k()} if c.get("task", "occlusion") == "exemplar_2afc" else {}
+      return dict(base, sweep=_to_plain(c.sweep), layers=sorted({u.layer for u in self.units}),
+                  **extra)
+    if name == "exemplars_2afc":
+      return dict(base, sweep=_to_plain(c.sweep), exemplar_2afc=_to_plain(c.exemplar_2afc),
+                  units=units)
+    if name == "featvis_2afc":
+      return dict(model=model, featvis=_to_plain(c.featvis), seed=c.seed,
+                  n_references=c.exemplar_2afc.n_references, conditions=list(c.conditions),
+                  units=[(u.id, u.layer, u.channel) for u in self.units])
+    if name == "trials_2afc":
+      return dict(self._stage_settings("exemplars_2afc"), tasks=_to_plain(c.tasks),
+                  conditions=list(c.conditions), featvis=self._stage_settings("featvis_2afc"))
+    if name == "report_2afc":
+      return dict(self._stage_settings("trials_2afc"), report_set=c.report_set)
     if name == "exemplars":
       return dict(base, sweep=_to_plain(c.sweep), exemplars=_to_plain(c.exemplars), units=units)
     if name == "featvis":
@@ -295,13 +324,17 @@ class Experiment:
                 dict(fingerprint=_fingerprint(self._stage_settings(name)), seconds=seconds,
                      settings=self._stage_settings(name), **extra))
 
-  def run(self, stages: Sequence[str] = STAGES) -> dict[str, Any]:
-    """Run the given stages in order (skipping finished ones); returns the summary dict."""
+  def run(self, stages: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the given stages (default: all of the task's) in order, skipping finished ones;
+    returns the summary dict."""
+    valid = stages_for(self.cfg)
+    stages = valid if stages is None else tuple(stages)
     self.root.mkdir(parents=True, exist_ok=True)
     _write_json(self.root / "config.json", self.cfg)
     for name in stages:
-      if name not in STAGES:
-        raise ValueError(f"unknown stage {name!r}; stages: {STAGES}")
+      if name not in valid:
+        raise ValueError(f"unknown stage {name!r} for task {self.cfg.get('task', 'occlusion')}; "
+                         f"stages: {valid}")
       if self._done(name):
         self.timings[name] = ("skipped (done)", 0.0)
         self.log(f"[{name}] already done, skipped")
@@ -315,11 +348,21 @@ class Experiment:
     return self.summary()
 
   # -- stages
+  def _sweep_k(self) -> int:
+    """Table depth: config.sweep.k, raised to what the 2-AFC selection needs."""
+    k = int(self.cfg.sweep.k)
+    if self.cfg.get("task", "occlusion") == "exemplar_2afc":
+      from cv_jax.experiment import exemplar_2afc as x2
+      e = self.cfg.exemplar_2afc
+      k = max(k, x2.required_depth(len(self.source), e.n_references, e.bin_size,
+                                   e.query_percentile))
+    return k
+
   def stage_sweep(self):
     from cv_jax import sweep
     c = self.cfg.sweep
     layers = sorted({u.layer for u in self.units})
-    res = sweep.run(self.model, self.source, layers, k=c.k, batch_size=c.batch_size,
+    res = sweep.run(self.model, self.source, layers, k=self._sweep_k(), batch_size=c.batch_size,
                     micro_batch=c.micro_batch, workdir=self.root / "sweep_work",
                     progress=self.progress)
     res.save(self.root / "sweep")
@@ -578,6 +621,23 @@ class Experiment:
                                    progress=self.progress)
     return dict(report=self.rel(path))
 
+  # -- the 2-AFC exemplar task (cv_jax.experiment.exemplar_2afc); stage bodies in stages_2afc
+  def stage_exemplars_2afc(self):
+    from cv_jax.experiment import stages_2afc
+    return stages_2afc.exemplars(self)
+
+  def stage_featvis_2afc(self):
+    from cv_jax.experiment import stages_2afc
+    return stages_2afc.featvis(self)
+
+  def stage_trials_2afc(self):
+    from cv_jax.experiment import stages_2afc
+    return stages_2afc.trials(self)
+
+  def stage_report_2afc(self):
+    from cv_jax.experiment import stages_2afc
+    return stages_2afc.report(self)
+
   # -- summary
   def summary(self) -> dict[str, Any]:
     out: dict[str, Any] = dict(workdir=str(self.root), stages=dict(self.timings))
@@ -620,7 +680,7 @@ def format_summary(summary: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def run(cfg, *, stages: Sequence[str] = STAGES, progress: bool = True,
+def run(cfg, *, stages: Sequence[str] | None = None, progress: bool = True,
         log: Callable[[str], None] = print, model=None) -> dict[str, Any]:
   """Run (or resume) the experiment described by `cfg` (configs/experiment.py).
 
