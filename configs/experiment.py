@@ -23,16 +23,16 @@ import pathlib
 
 import ml_collections
 
-from cv_jax import units
+from cv_jax import paper_units
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", _REPO.parent / "shared"))
 
-# The paper's units (paper_spec §1.2), as "block/branch:index" strings: cv_jax.units.
-PAPER_UNITS = units.PAPER_UNITS
+# The paper's units (paper_spec §1.2), as "block/branch:index" strings: cv_jax.paper_units.
+PAPER_UNITS = paper_units.PAPER_UNITS
 # Catch units j, t, z and practice units, as "unit@image_set".
-CATCH = tuple(f"{units.CATCH_UNITS[k]}@{units.CATCH_IMAGE_SETS[k]}" for k in "jtz")
-PRACTICE = tuple(f"{u}@{b}" for u, b in units.PRACTICE_UNITS)
+CATCH = tuple(f"{paper_units.CATCH_UNITS[k]}@{paper_units.CATCH_IMAGE_SETS[k]}" for k in "jtz")
+PRACTICE = tuple(f"{u}@{b}" for u, b in paper_units.PRACTICE_UNITS)
 
 CONDITIONS = ("synthetic", "natural", "mixed", "blur", "none")
 
