@@ -629,25 +629,35 @@ def test_resolve_from_cv_jax_home(tmp_path, monkeypatch, iv1_params):
 
 def test_resolve_download_failure_says_how(tmp_path, monkeypatch):
   monkeypatch.setenv("CV_JAX_HOME", str(tmp_path))
+  monkeypatch.setenv("CV_JAX_SHARED", "")
+  monkeypatch.delenv("CV_JAX_MIRROR", raising=False)
   calls = []
 
   def offline(url, *a, **k):
-    calls.append(url)
+    calls.append(getattr(url, "full_url", url))
     raise urllib.error.URLError("network unreachable")
   monkeypatch.setattr("urllib.request.urlopen", offline)
+  with pytest.raises(W.WeightsError) as e:
+    models.load("inceptionv1")
+  msg = str(e.value)
+  assert "could not download" in msg and "weights=PATH" in msg and str(tmp_path / "inceptionv1") in msg
+  # googlenet_bvlc goes through cv_jax.assets (tests/test_assets.py): one line with size and digest.
+  with pytest.raises(W.WeightsError) as e:
+    models.load("googlenet_bvlc")
+  msg = str(e.value)
+  assert "network unreachable" in msg and "53,533,754 bytes, sha1 405fc5acd08a3bb1" in msg
+  assert str(tmp_path / "googlenet_bvlc" / "bvlc_googlenet.caffemodel") in msg
   for name in ("inceptionv1", "googlenet_bvlc"):
-    with pytest.raises(W.WeightsError) as e:
-      models.load(name)
-    msg = str(e.value)
-    assert "could not download" in msg and "weights=PATH" in msg and str(tmp_path / name) in msg
-    assert not list((tmp_path / name).glob("*"))  # no partial download left
-  assert calls == [W.OFFICIAL["inceptionv1"]["url"], W.OFFICIAL["googlenet_bvlc"]["url"]]
+    assert not list((tmp_path / name).glob("*"))  # nothing arrived, nothing left
+  assert calls == [W.OFFICIAL["inceptionv1"]["url"],
+                   "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel"]
   with pytest.raises(W.WeightsError, match="weights=PATH"):
     models.load("inceptionv1", download=False)
 
 
 def test_download_interrupted_leaves_nothing(tmp_path, monkeypatch):
   monkeypatch.setenv("CV_JAX_HOME", str(tmp_path))
+  monkeypatch.setenv("CV_JAX_SHARED", "")
 
   class Broken:
     def __init__(self):
@@ -666,5 +676,5 @@ def test_download_interrupted_leaves_nothing(tmp_path, monkeypatch):
       return b"x" * 1000
   monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: Broken())
   with pytest.raises(W.WeightsError, match=r"could not download .*ConnectionResetError.*weights=PATH"):
-    W.resolve("googlenet_bvlc")
-  assert not list((tmp_path / "googlenet_bvlc").glob("*"))
+    W.resolve("inceptionv1")
+  assert not list((tmp_path / "inceptionv1").glob("*"))

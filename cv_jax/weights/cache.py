@@ -10,13 +10,9 @@ from typing import Any, Mapping
 
 from cv_jax.weights.errors import WeightsError
 
-# Official files. `sha1`/`sha256`: digests published with the file; `size`: its byte count.
+# Official files of the models that `cv_jax.assets` does not catalogue (googlenet_bvlc is there).
+# `sha1`/`sha256`: digests published with the file; `size`: its byte count.
 OFFICIAL = {
-    "googlenet_bvlc": {
-        "url": "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel",
-        "filename": "bvlc_googlenet.caffemodel",
-        "sha1": "405fc5acd08a3bb12de8ee5e23a96bec22f08204",  # from the BVLC model zoo readme
-    },
     "inceptionv1": {
         "url": "https://github.com/ProGamerGov/pytorch-old-tensorflow-models/raw/master/inception5h.pth",
         "filename": "inception5h.pth",
@@ -35,12 +31,21 @@ def cache_dir() -> pathlib.Path:
 
 
 def resolve(name: str, weights: str | os.PathLike | None = None, download: bool = True) -> pathlib.Path:
-  """Find the weights file for model `name`: explicit path, else the cache, else download."""
+  """Find the weights file for model `name`: explicit path, shared folder, cache, download.
+
+  The shared folder and the checked download of the BVLC weights are `cv_jax.assets`'.
+  """
+  from cv_jax import assets
   if weights is not None:
     p = pathlib.Path(weights).expanduser()
     if not p.exists():
       raise WeightsError(f"weights file not found: {p}")
     return p
+  if name in assets.ASSETS:
+    try:
+      return assets.locate(name, download=download)
+    except assets.AssetError as e:
+      raise WeightsError(str(e)) from None
   local = cache_dir() / name
   for fname in LOCAL_NAMES:
     if (local / fname).exists():
