@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cv_jax import data, featvis, models, units as paper
+from cv_jax import data, featvis, models, paper_units as paper
 from cv_jax.featvis.__main__ import contact_sheet
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cv_jax import featvis, models
-from cv_jax.featvis import loop
+from cv_jax.featvis import optimize as loop
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", ROOT.parent / "shared"))

@@ -23,17 +23,17 @@ import os
 
 import ml_collections
 
-from cv_jax import units
+from cv_jax import paper_units
 
 # Resolved when the experiment runs (cv_jax.assets): shared folder, $CV_JAX_HOME, download.
 DEMO_WEIGHTS = ""  # models.load's default for googlenet_bvlc
 DEMO_IMAGES = "asset:imagenet_samples"
 
-# The paper's units (paper_spec §1.2), as "block/branch:index" strings: cv_jax.units.
-PAPER_UNITS = units.PAPER_UNITS
+# The paper's units (paper_spec §1.2), as "block/branch:index" strings: cv_jax.paper_units.
+PAPER_UNITS = paper_units.PAPER_UNITS
 # Catch units j, t, z and practice units, as "unit@image_set".
-CATCH = tuple(f"{units.CATCH_UNITS[k]}@{units.CATCH_IMAGE_SETS[k]}" for k in "jtz")
-PRACTICE = tuple(f"{u}@{b}" for u, b in units.PRACTICE_UNITS)
+CATCH = tuple(f"{paper_units.CATCH_UNITS[k]}@{paper_units.CATCH_IMAGE_SETS[k]}" for k in "jtz")
+PRACTICE = tuple(f"{u}@{b}" for u, b in paper_units.PRACTICE_UNITS)
 
 CONDITIONS = ("synthetic", "natural", "mixed", "blur", "none")
 

@@ -23,7 +23,7 @@ import pytest
 from cv_jax import assets, models
 from cv_jax.assets import catalog
 from cv_jax.assets.download import RemoteFile
-from cv_jax.convert import caffe
+from cv_jax.weights.formats import caffe
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 N_IMAGES = 5

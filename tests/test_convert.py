@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from cv_jax import models
-from cv_jax.convert import caffe, protobuf as pb, tf_graph, torch_pickle
-from cv_jax.models import weights as W
+from cv_jax import weights as W
 from cv_jax.models.spec import SPECS
+from cv_jax.weights.formats import caffe, protobuf as pb, tf_graph, torch_pickle
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 IV1 = SPECS["inceptionv1"]
@@ -312,7 +312,7 @@ def test_pth_reader_without_torch(tmp_path, iv1_params):
   code = (
       "import sys; sys.modules['torch'] = None\n"
       "import numpy as np\n"
-      "from cv_jax.convert import torch_pickle\n"
+      "from cv_jax.weights.formats import torch_pickle\n"
       "for z in (0, 1):\n"
       "  sd = torch_pickle.load_state_dict(sys.argv[1] + f'/w{z}.pth')\n"
       "  np.savez(sys.argv[1] + f'/out{z}.npz', **sd)\n"
@@ -561,7 +561,7 @@ def test_truncated_and_corrupt_files(tmp_path, iv1_params):
 # --- CLI and checkpoints ------------------------------------------------------------------------
 
 def _cli(*args):
-  return subprocess.run([sys.executable, "-m", "cv_jax.convert", *args], env=_env(),
+  return subprocess.run([sys.executable, "-m", "cv_jax.weights", *args], env=_env(),
                         capture_output=True, text=True, timeout=180)
 
 
@@ -590,7 +590,7 @@ def test_cli_roundtrip_and_failures(tmp_path, iv1_params):
     err = [l for l in r.stderr.strip().splitlines() if l.startswith("error:")]
     assert len(err) == 1 and msg in err[0], r.stderr
   # the same function in-process, for the other failures
-  from cv_jax.convert import convert
+  from cv_jax.weights.convert import convert
   for args, msg in [(("googlenet_bvlc", src, tmp_path / "o2"), "shape mismatch for mixed4a_3x3/kernel"),
                     (("inceptionv1", tmp_path / "x.onnx", tmp_path / "o3"), "not found"),
                     (("inceptionv1", bad, tmp_path / "new" / "o4"), "not a valid GraphDef"),
@@ -602,7 +602,7 @@ def test_cli_roundtrip_and_failures(tmp_path, iv1_params):
 
 
 def test_convert_function_bvlc_caffemodel(tmp_path, bvlc_npz, bvlc_model):
-  from cv_jax.convert import convert, file_sha256
+  from cv_jax.weights.convert import convert, file_sha256
   assert file_sha256(bvlc_npz) == "5a6b45b895b9abc868bb60420bf653c359da153e264018c6bd72fa567b426a33"
   with np.load(bvlc_npz) as z:
     path = caffe.write_caffemodel(tmp_path / "b.caffemodel", {k: z[k] for k in z.files}, "v1")

@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from cv_jax.models import network, weights as W
+from cv_jax import weights as W
+from cv_jax.models import network
 from cv_jax.models.layers import RELU_MODES
 from cv_jax.models.spec import BRANCHES, SPECS, NetSpec
 
