@@ -1,0 +1,15 @@
+"""`cv-jax human SUBCOMMAND [--flags]`: the subcommand table.
+
+Each row is subcommand -> (module, function, help); only the chosen module is imported, so
+each subcommand defines its own absl flags. Other parts of cv_jax add rows here.
+"""
+
+from __future__ import annotations
+
+SUBCOMMANDS = {
+    "init": ("cv_jax.human.commands.init", "main", "create a study from an experiment folder"),
+    "serve": ("cv_jax.human.commands.serve", "main", "run the study server"),
+    "status": ("cv_jax.human.commands.status", "main", "slots, sessions and anomalies"),
+    "export": ("cv_jax.human.commands.export", "main", "write the response export"),
+    "block": ("cv_jax.human.commands.block", "main", "block earlier studies' participant ids"),
+}
