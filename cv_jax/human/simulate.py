@@ -12,9 +12,10 @@ by an attentive participant):
 * `fixed` / `fixed:<p>`: correct with probability p, default per condition the paper's accuracy
   (synthetic .68, natural/mixed/blur .665, none .60);
 * `irt` / `irt:<sd_ability>:<sd_difficulty>`: P(correct) = sigmoid(ability_i + condition_c -
-  difficulty_u), ability ~ N(0, 0.6), unit difficulty ~ N(0, 1.0) (shared by everyone, so
-  participants of a condition agree above chance), condition_c = logit(the paper's accuracy)
-  * sqrt(1 + pi var / 8) (var = the two variances), so that the expected accuracy is the paper's.
+  difficulty_u), ability ~ N(0, 0.6), unit difficulty ~ N(0, 1.5) centred over the main units
+  (shared by everyone, so participants of a condition agree above chance: kappa ~ 0.2),
+  condition_c = logit(the paper's accuracy) * sqrt(1 + pi var / 8) (var = the two variances),
+  so that the expected accuracy is about the paper's.
 
 Misbehaviours (`name[:arg]@count` or `@percent%`, each given to distinct participants):
 `always_left`, `skim` (instructions shorter than the threshold), `slow` (a 950 s break, total
@@ -71,7 +72,7 @@ class Policy:
   flip: float = 0.0
   p: float | None = None
   sd_ability: float = 0.6
-  sd_difficulty: float = 1.0
+  sd_difficulty: float = 1.5
 
   def __str__(self) -> str:
     if self.kind == "baseline":
@@ -478,7 +479,10 @@ def simulate(doc: Mapping[str, Any], *, policy: str | Policy = "fixed", n: int |
                             "baseline (choose center, center_published, variance or saliency)")
   units = sorted({t["unit"] for t in doc["trials"]})
   drng = np.random.default_rng([seed, 11])
-  difficulty = {u: float(drng.normal(0, policy.sd_difficulty)) for u in units}
+  raw = drng.normal(0, policy.sd_difficulty, len(units))
+  main_units = {t["unit"] for t in doc["trials"] if t["role"] == "main"}
+  centre = float(np.mean([v for u, v in zip(units, raw) if u in main_units] or [0.0]))
+  difficulty = {u: float(v) - centre for u, v in zip(units, raw)}  # mean 0 over main units
   slot_of = {t["id"]: i + 1 for i, t in enumerate(doc["tasks"])}
   who = assign_misbehaviours(len(plan), mis, seed)
   hasher = _Hasher(pathlib.Path(root) if root is not None else None)
