@@ -432,8 +432,8 @@ def _activation_difference(main, trials, conds) -> dict[str, Any]:
       for (cc, tid, b), vals in points.items():
         if cc != c or b != br:
           continue
-        a = trials[tid]["activations"]
-        if not a["base"]:
+        a = trials[tid].get("activations")
+        if not a or not a.get("base"):
           continue
         xs.append((a["max"] - a["min"]) / a["base"])
         ys.append(float(np.mean(vals)))
