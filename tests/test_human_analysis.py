@@ -250,3 +250,10 @@ def test_cli_errors(tmp_path):
   assert proc.returncode == 1
   err = proc.stderr.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("cv-jax human analyze: error: "), proc.stderr
+
+
+def test_experiment_report_links_human_report(tmp_path):
+  doc = human_doc.make_doc(n_tasks=2, n_sets=2)
+  html = machine_report.write_report(tmp_path, doc, report_set=99)  # no unit figures
+  assert f"href='../{machine_report.HUMAN_REPORT}'" in html.read_text()
+  assert machine_report.HUMAN_REPORT == "human/report/report.html"
