@@ -147,7 +147,6 @@ def test_import_round_trip(tmp_path, mturk_module, protocol, as_list):
   conds = {s["condition"] for s in exp["sessions"]}
   assert conds == {"natural", "synthetic", "none"}
   doc = json.loads((out / "experiment.json").read_text())
-  sess = {s["id"]: s for s in exp["sessions"]}
   by_sess = {}
   for r in exp["responses"]:
     by_sess.setdefault(r["session_id"], []).append(r)
