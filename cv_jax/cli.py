@@ -20,7 +20,7 @@ import sys
 COMMANDS = {
     "classify": ("cv_jax.inference", "main_classify", "top-5 labels for images"),
     "activations": ("cv_jax.inference", "main_activations", "save layer activations to .npz"),
-    "convert": ("cv_jax.convert.__main__", "main", "convert weights into a cv_jax checkpoint"),
+    "convert": ("cv_jax.weights.__main__", "main", "convert weights into a cv_jax checkpoint"),
     "featvis": ("cv_jax.featvis.__main__", "main", "render feature visualizations"),
     "sweep": ("cv_jax.sweep.__main__", "main", "rank a dataset's images per unit"),
     "occlusion": ("cv_jax.occlusion.__main__", "main", "occlusion maps for one image"),

@@ -13,8 +13,6 @@ from typing import Iterable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from flax import nnx
 
 from cv_jax.models import layers as L
 from cv_jax.models.spec import AUX_AFTER, BLOCKS, CAFFE_STEM_PAD, POOL_BEFORE, NetSpec

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
