@@ -9,6 +9,7 @@ Commands:
   occlusion     occlusion maps for one image
   experiment    the whole causal-understanding study (sweep -> ... -> report)
   human         the human study server and its data (`cv-jax human --help`)
+  mis           machine interpretability score of every unit of some layers
 
 `cv-jax COMMAND --help` lists a command's flags.
 """
@@ -27,6 +28,7 @@ COMMANDS = {
     "occlusion": ("cv_jax.occlusion.__main__", "main", "occlusion maps for one image"),
     "experiment": ("cv_jax.experiment.__main__", "main", "the whole study, from model to report"),
     "human": ("cv_jax.human.cli", "SUBCOMMANDS", "the human study: init, serve, status, export"),
+    "mis": ("cv_jax.mis.__main__", "main", "machine interpretability score (MIS) of units"),
 }
 
 
