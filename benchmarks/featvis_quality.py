@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cv_jax import data, featvis, models, units as paper
+from cv_jax import data, featvis, models, paper_units as paper
 from cv_jax.featvis.__main__ import contact_sheet
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -106,7 +106,6 @@ def main():
   out = featvis.render(model, us, cfg, progress=True)
   dt = time.time() - t
   nat_v = np.asarray([nat[str(u)][0] for u in us], np.float32)
-  ratio = out["activation"] / nat_v[:, None]
   lines = report(us, out["activation"], nat_v, args, dt, cfg.pad)
   text = "\n".join(lines)
   print(text)

@@ -5,8 +5,9 @@ NAME:
   units, 599,552 random ImageNet training images (set IMAGENET_TRAIN or --config.data.source),
   10 image sets, 90 px occluder at stride 2, the full feature-visualization recipe (2,561 steps,
   batch 9 and a separate batch 4), blur windows at stride 2, 50 tasks per condition.
-* demo: the README quickstart on this repository's ../shared data: BVLC GoogLeNet weights, the
-  1000 ImageNet sample images, the same 18 units, 3 catch and 2 practice units, reduced sizes
+* demo: the README quickstart: BVLC GoogLeNet weights and the 1000 ImageNet sample images, each
+  found by `cv_jax.assets` (the shared folder, `$CV_JAX_HOME`, else a checked download; `--weights`
+  and `--images` override), the same 18 units, 3 catch and 2 practice units, reduced sizes
   (2 image sets, 64 px feature visualizations with 32 steps and no random scale, occluder
   stride 12, blur-window stride 45, 4 tasks per condition).
 * tiny: 2 units on 40 sample images, a few steps everywhere (tests).
@@ -29,20 +30,20 @@ inceptionv1 and BVLC GoogLeNet (paper_spec §1.1-1.2); catch and practice entrie
 from __future__ import annotations
 
 import os
-import pathlib
 
 import ml_collections
 
-from cv_jax import units
+from cv_jax import paper_units
 
-_REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", _REPO.parent / "shared"))
+# Resolved when the experiment runs (cv_jax.assets): shared folder, $CV_JAX_HOME, download.
+DEMO_WEIGHTS = ""  # models.load's default for googlenet_bvlc
+DEMO_IMAGES = "asset:imagenet_samples"
 
-# The paper's units (paper_spec §1.2), as "block/branch:index" strings: cv_jax.units.
-PAPER_UNITS = units.PAPER_UNITS
+# The paper's units (paper_spec §1.2), as "block/branch:index" strings: cv_jax.paper_units.
+PAPER_UNITS = paper_units.PAPER_UNITS
 # Catch units j, t, z and practice units, as "unit@image_set".
-CATCH = tuple(f"{units.CATCH_UNITS[k]}@{units.CATCH_IMAGE_SETS[k]}" for k in "jtz")
-PRACTICE = tuple(f"{u}@{b}" for u, b in units.PRACTICE_UNITS)
+CATCH = tuple(f"{paper_units.CATCH_UNITS[k]}@{paper_units.CATCH_IMAGE_SETS[k]}" for k in "jtz")
+PRACTICE = tuple(f"{u}@{b}" for u, b in paper_units.PRACTICE_UNITS)
 
 CONDITIONS = ("synthetic", "natural", "mixed", "blur", "none")
 
@@ -94,8 +95,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif name == "demo":
     c.workdir = "runs/demo"
     c.model.name = "googlenet_bvlc"
-    c.model.weights = str(SHARED / "models" / "bvlc_googlenet" / "bvlc_googlenet_blobs.npz")
-    c.data.source = "folder:" + str(SHARED / "data" / "imagenet_samples")
+    c.model.weights = DEMO_WEIGHTS
+    c.data.source = DEMO_IMAGES
     c.practice = PRACTICE[:2]
     c.n_sets = 2
     c.featvis.units_per_call = 23
@@ -110,8 +111,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif name == "tiny":
     c.workdir = "runs/tiny"
     c.model.name = "googlenet_bvlc"
-    c.model.weights = str(SHARED / "models" / "bvlc_googlenet" / "bvlc_googlenet_blobs.npz")
-    c.data.source = "folder:" + str(SHARED / "data" / "imagenet_samples")
+    c.model.weights = DEMO_WEIGHTS
+    c.data.source = DEMO_IMAGES
     c.data.max_images = 40
     c.units = ("mixed3a/3x3:125", "mixed3b/pool:14")
     c.catch = ("mixed3a/pool:3@2",)

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from cv_jax import featvis, units as paper
-from cv_jax.featvis import loop as R
+from cv_jax import featvis, paper_units as paper
+from cv_jax.featvis import optimize as R
 
 
 def small_cfg(mode="lucid", **kw):

@@ -17,6 +17,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from cv_jax import assets
 from cv_jax.experiment import pipeline
 
 _DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "experiment.py")
@@ -33,6 +34,20 @@ _STAGES = flags.DEFINE_list("stages", None, "stages to run, in order (default: a
                             f"config's task; occlusion: {','.join(pipeline.STAGES)}; "
                             f"exemplar_2afc: {','.join(pipeline.STAGES_2AFC)})")
 _PROGRESS = flags.DEFINE_bool("progress", True, "progress bars")
+
+
+def _fetch_inputs(cfg) -> None:
+  """Find or download the catalogued weights and images the config uses, before any work.
+
+  One AssetError names everything that is missing (e.g. offline, both the weights and images).
+  """
+  names = []
+  if not cfg.model.weights and cfg.model.get("random_init") is None and \
+      cfg.model.name in assets.ASSETS:
+    names.append(cfg.model.name)
+  if cfg.data.source.startswith("asset:"):
+    names.append(cfg.data.source[len("asset:"):])
+  assets.ensure(names, progress=_PROGRESS.value)
 
 
 def main(argv: list[str]) -> None:
@@ -52,6 +67,11 @@ def main(argv: list[str]) -> None:
     raise app.UsageError("no workdir: pass --workdir")
   if not cfg.data.source:
     raise app.UsageError("no image source: pass --images=folder:/path")
+  try:
+    _fetch_inputs(cfg)
+  except assets.AssetError as e:
+    print(f"cv-jax experiment: error: {e}", file=sys.stderr)
+    sys.exit(1)
   summary = pipeline.run(cfg, stages=_STAGES.value, progress=_PROGRESS.value,
                          log=lambda s: print(s, file=sys.stderr, flush=True))
   print(pipeline.format_summary(summary), flush=True)

@@ -21,7 +21,7 @@ from PIL import Image
 _CONFIG = config_flags.DEFINE_config_file("config", None, "featvis preset (configs/featvis.py:NAME)")
 _MODEL = flags.DEFINE_string("model", "googlenet_bvlc", "model name (cv_jax.models.available())")
 _WEIGHTS = flags.DEFINE_string("weights", None, "weights file (default: the model's cache)")
-_PAPER = flags.DEFINE_bool("paper_units", False, "render the paper's 18 units (cv_jax.units)")
+_PAPER = flags.DEFINE_bool("paper_units", False, "render the paper's 18 units (cv_jax.paper_units)")
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -56,7 +56,7 @@ def write_outputs(out: dict, folder: str) -> None:
 
 def main(argv):
   del argv
-  from cv_jax import models, units as paper
+  from cv_jax import models, paper_units as paper
   from cv_jax.featvis import get_config, render
   cfg = _CONFIG.value if _CONFIG.value is not None else get_config("zimmermann2021")
   model = models.load(_MODEL.value, _WEIGHTS.value)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from cv_jax.models import network, weights as W
+from cv_jax import weights as W
+from cv_jax.models import network
 from cv_jax.models.layers import RELU_MODES
 from cv_jax.models.spec import BRANCHES, SPECS, NetSpec
 

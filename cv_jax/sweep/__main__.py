@@ -9,9 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from absl import app, flags
 from ml_collections import config_flags
+
+if TYPE_CHECKING:
+  from cv_jax.sweep import SweepResult
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                "configs", "sweep.py")
@@ -22,7 +26,7 @@ if "config" not in flags.FLAGS:
 FLAGS = flags.FLAGS
 
 
-def sweep_from_config(c) -> "cv_jax.sweep.SweepResult":
+def sweep_from_config(c) -> SweepResult:
   """Load the model and run the sweep a config describes (the CLI without flag parsing)."""
   import jax
   from cv_jax import models

@@ -1,6 +1,6 @@
-"""Convert published weights to a cv_jax checkpoint.
+"""`cv-jax convert` (or `python -m cv_jax.weights`): published weights -> a cv_jax checkpoint.
 
-    python -m cv_jax.convert --model=googlenet_bvlc --input=bvlc_googlenet.caffemodel --output=ckpt/
+    cv-jax convert --model=googlenet_bvlc --input=bvlc_googlenet.caffemodel --output=ckpt/
 
 Reads any format `cv_jax.models.load` accepts (.caffemodel, Caffe-blob .npz, Lucent .pth,
 TF .pb, a cv_jax checkpoint), validates it against the model and writes an orbax checkpoint.
@@ -24,14 +24,14 @@ flags.mark_flags_as_required(["model", "input", "output"])
 
 
 def main(argv: list[str]) -> int:
-  """absl entry point: run `cv_jax.convert.convert` with the flags."""
+  """absl entry point: run `cv_jax.weights.convert.convert` with the flags."""
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
     return 2
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
-  from cv_jax.convert import convert
-  from cv_jax.models.weights import WeightsError
+  from cv_jax.weights.convert import convert
+  from cv_jax.weights.errors import WeightsError
   try:
     print(convert(FLAGS.model, FLAGS.input, FLAGS.output, FLAGS.aux_heads))
   except WeightsError as e:

@@ -24,8 +24,8 @@ from typing import Mapping
 
 import numpy as np
 
-from cv_jax.convert import protobuf as pb
-from cv_jax.models.weights import WeightsError
+from cv_jax.weights.errors import WeightsError
+from cv_jax.weights.formats import protobuf as pb
 
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_BFLOAT16, DT_HALF = 1, 2, 3, 14, 19
 _FLOAT_TYPES = {DT_FLOAT: "<f4", DT_DOUBLE: "<f8", DT_HALF: "<f2", DT_BFLOAT16: "bf16"}

@@ -26,8 +26,8 @@ from typing import Mapping
 
 import numpy as np
 
-from cv_jax.convert import protobuf as pb
-from cv_jax.models.weights import WeightsError
+from cv_jax.weights.errors import WeightsError
+from cv_jax.weights.formats import protobuf as pb
 
 # NetParameter
 NET_NAME, NET_LAYERS_V1, NET_LAYER = 1, 2, 100

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cv_jax.models.weights import WeightsError
+from cv_jax.weights.errors import WeightsError
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
