@@ -140,8 +140,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.featvis.batch = 9
     else:
       c.model.name = "googlenet_bvlc"
-      c.model.weights = str(SHARED / "models" / "bvlc_googlenet" / "bvlc_googlenet_blobs.npz")
-      c.data.source = "folder:" + str(SHARED / "data" / "imagenet_samples")
+      c.model.weights = DEMO_WEIGHTS
+      c.data.source = DEMO_IMAGES
       c.n_sets = 2
       c.tasks.n_tasks = 4
       c.featvis.overrides = ml_collections.ConfigDict(dict(
@@ -149,7 +149,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           transforms=(("jitter", 8), ("rotate", tuple(range(-5, 6))), ("jitter", 4))))
     if name == "exemplar_2afc_demo":
       c.workdir = "runs/exemplar_2afc_demo"
-      c.catch = tuple(f"{units.CATCH_UNITS[k]}@{i}" for i, k in enumerate("jtz"))
+      c.catch = tuple(f"{paper_units.CATCH_UNITS[k]}@{i}" for i, k in enumerate("jtz"))
       c.exemplar_2afc.bin_size = 10
       c.featvis.units_per_call = 21
     elif name == "exemplar_2afc_tiny":

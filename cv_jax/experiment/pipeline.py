@@ -621,6 +621,17 @@ class Experiment:
                                    progress=self.progress)
     return dict(report=self.rel(path))
 
+  # -- file helpers for stage modules, which must not import this module (no import circle)
+  save_png = staticmethod(save_png)
+  load_png = staticmethod(load_png)
+  write_json = staticmethod(_write_json)
+  read_json = staticmethod(_read_json)
+  to_plain = staticmethod(_to_plain)
+
+  def bar(self, iterable, desc: str):
+    """A progress bar over `iterable` when progress is on."""
+    return _bar(iterable, desc, enabled=self.progress)
+
   # -- the 2-AFC exemplar task (cv_jax.experiment.exemplar_2afc); stage bodies in stages_2afc
   def stage_exemplars_2afc(self):
     from cv_jax.experiment import stages_2afc

@@ -25,7 +25,6 @@ SIDES = x2.SIDES
 
 def exemplars(exp) -> dict:
   """Select every unit's queries and natural references; save the PNGs of the sets in use."""
-  from cv_jax.experiment.pipeline import _bar, _write_json, save_png
   res = exp._sweep_result()
   e = exp.cfg.exemplar_2afc
   n = len(res.paths) - len(res.failed)
@@ -45,22 +44,22 @@ def exemplars(exp) -> dict:
         reference_activations=[[val[side][int(i)] for i in row]
                                for row in sel[side]["references"]]) for side in SIDES}
     out[u.id]["unit"] = f"{u.layer}:{u.channel}"
-  _write_json(exp.root / "exemplars_2afc.json", dict(paths=res.paths, n_images=n, units=out))
+  exp.write_json(exp.root / "exemplars_2afc.json", dict(paths=res.paths, n_images=n, units=out))
   source = exp.source
   if list(source.paths) != list(res.paths):
     raise ValueError("the image source differs from the swept one (paths changed)")
   todo = [(u, b) for u, b, _ in exp.trial_keys()]
-  for u, b in _bar(todo, "2afc exemplars", enabled=exp.progress):
+  for u, b in exp.bar(todo, "2afc exemplars"):
     d = exp.set_dir(u, b)
     for side in SIDES:
       sel = out[u.id][side]
       p = d / f"query_{side}.png"
       if not p.exists():
-        save_png(p, source.load(int(sel["query"][b])))
+        exp.save_png(p, source.load(int(sel["query"][b])))
       for k, i in enumerate(sel["references"][b]):
         p = d / f"natural_{side}_{k}.png"
         if not p.exists():
-          save_png(p, source.load(int(i)))
+          exp.save_png(p, source.load(int(i)))
   return dict(n_units=len(out), n_images=n)
 
 
@@ -77,7 +76,6 @@ def featvis(exp) -> dict:
   """Max and min feature visualizations (the synthetic references), one program per chunk."""
   import jax
   from cv_jax import featvis as fv
-  from cv_jax.experiment.pipeline import _bar, _write_json, load_png, save_png
   if "synthetic" not in exp.cfg.conditions:
     return dict(skipped="synthetic condition not requested")
   c = exp.cfg.featvis
@@ -87,7 +85,7 @@ def featvis(exp) -> dict:
   chunks = [units[i:i + per] for i in range(0, len(units), per)]
   cfg = exp._featvis_config(nref)
   jobs = [(side, ci, ch) for side in SIDES for ci, ch in enumerate(chunks)]
-  for side, ci, chunk in _bar(jobs, "featvis 2afc", enabled=exp.progress):
+  for side, ci, chunk in exp.bar(jobs, "featvis 2afc"):
     metas = [exp.root / "stimuli" / u.id / f"featvis_2afc_{side}.json" for u in chunk]
     if all(m.exists() for m in metas):
       continue
@@ -102,20 +100,20 @@ def featvis(exp) -> dict:
       paths = []
       for k in range(nref):
         p = exp.root / "stimuli" / u.id / f"synthetic_{side}_{k}.png"
-        save_png(p, out["images"][j, k])
+        exp.save_png(p, out["images"][j, k])
         paths.append(exp.rel(p))
-      acts = exp.acts(np.stack([load_png(exp.root / p) for p in paths]), u.layer)[:, u.channel]
-      _write_json(meta, dict(paths=paths, activation=[float(a) for a in acts]))
+      imgs = np.stack([exp.load_png(exp.root / p) for p in paths])
+      acts = exp.acts(imgs, u.layer)[:, u.channel]
+      exp.write_json(meta, dict(paths=paths, activation=[float(a) for a in acts]))
   return {}
 
 
 def trials(exp) -> dict:
   """Trials (main, catch, practice), tasks and experiment.json."""
   import cv_jax
-  from cv_jax.experiment.pipeline import _read_json, _to_plain, _write_json
   c = exp.cfg
   e = c.exemplar_2afc
-  ex = _read_json(exp.root / "exemplars_2afc.json")
+  ex = exp.read_json(exp.root / "exemplars_2afc.json")
   conds = [k for k in c.conditions if k in ("natural", "synthetic")]
   if not conds:
     raise ValueError(f"conditions {list(c.conditions)} name none of the 2-AFC conditions "
@@ -129,7 +127,7 @@ def trials(exp) -> dict:
       synth[u.id] = {}
       entry["synthetic_activations"] = {}
       for side in SIDES:
-        fm = _read_json(exp.root / "stimuli" / u.id / f"featvis_2afc_{side}.json")
+        fm = exp.read_json(exp.root / "stimuli" / u.id / f"featvis_2afc_{side}.json")
         synth[u.id][side] = fm["paths"]
         entry["synthetic_activations"][side] = fm["activation"]
     units_doc.append(entry)
@@ -167,7 +165,7 @@ def trials(exp) -> dict:
   doc = dict(
       schema=schema_lib.SCHEMA_NAME, schema_version=schema_lib.SCHEMA_VERSION,
       task="exemplar_2afc", generator=dict(package="cv_jax", version=cv_jax.__version__),
-      config=_to_plain(c), model=dict(name=c.model.name, weights=c.model.get("weights")),
+      config=exp.to_plain(c), model=dict(name=c.model.name, weights=c.model.get("weights")),
       data=dict(source=c.data.source, n_images=ex["n_images"]),
       selection=dict(n_references=nref, bin_size=int(e.bin_size),
                      query_percentile=e.query_percentile, n_images=int(ex["n_images"]),
@@ -177,9 +175,9 @@ def trials(exp) -> dict:
       reference_sides={"min": "left", "max": "right"},
       conditions={k: dict(n_references=nref) for k in conds},
       units=units_doc, trials=trials_out, tasks=tasks)
-  doc = _to_plain(doc)
+  doc = exp.to_plain(doc)
   schema_lib.validate(doc, exp.root)
-  _write_json(exp.root / "experiment.json", doc)
+  exp.write_json(exp.root / "experiment.json", doc)
   schema_lib.write_schema(exp.root / "experiment.schema.json", task="exemplar_2afc")
   return dict(n_trials=len(trials_out), n_tasks=len(tasks))
 
@@ -210,8 +208,7 @@ def _trial_figure(root: pathlib.Path, doc, trial, out: pathlib.Path) -> pathlib.
 
 def report(exp) -> dict:
   """report/report.html: each unit's trial at the report image set (min refs | queries | max)."""
-  from cv_jax.experiment.pipeline import _read_json
-  doc = _read_json(exp.root / "experiment.json")
+  doc = exp.read_json(exp.root / "experiment.json")
   d = exp.root / "report"
   d.mkdir(parents=True, exist_ok=True)
   s = exp.cfg.report_set
