@@ -46,9 +46,8 @@ def run(argv: list[str] | None = None) -> None:
     sys.exit(2)
   module, func, _ = COMMANDS[cmd]
   main = getattr(importlib.import_module(module), func)
-  from absl import app
-  # Warnings and errors only, unless the user asks for --verbosity.
-  app.run(main, argv=[f"cv-jax {cmd}", "--verbosity=-1"] + argv[2:])
+  from cv_jax import cli_support
+  cli_support.run(cmd, main, argv[2:])
 
 
 if __name__ == "__main__":
