@@ -304,7 +304,7 @@ class Experiment:
   def check_inputs(self) -> None:
     """Load the model, parse the units and open the image source now, so that a bad input
     fails before any stage starts (each raises a one-line ValueError/WeightsError)."""
-    _ = self.model, self.units, self.source
+    _ = self.source, self.model, self.units
 
   # -- stages
   def stage_sweep(self):

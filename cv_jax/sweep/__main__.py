@@ -21,16 +21,18 @@ def sweep_from_config(c):
   """Load the model and run the sweep a config describes (the CLI without flag parsing)."""
   import jax
 
+  from cv_jax.data import open_source
   from cv_jax.sweep import run
   if c.get("coordinator_address"):
     jax.distributed.initialize(c.coordinator_address, num_processes=c.num_processes,
                                process_id=c.process_id)
+  # The images first: a bad folder fails before the weights are looked up (or downloaded).
+  source = open_source(c.source, resize=c.resize, crop=c.crop, max_images=c.max_images or None,
+                       subset_seed=None if c.subset_seed < 0 else c.subset_seed)
   model = cli_support.load_model(c.model, c.weights, random_init=c.random_init)
-  return run(model, c.source, c.layers, k=c.k, batch_size=c.batch_size, workdir=c.workdir or None,
+  return run(model, source, c.layers, k=c.k, batch_size=c.batch_size, workdir=c.workdir or None,
              keep_matrix=c.keep_matrix, progress=c.progress, micro_batch=c.micro_batch,
-             workers=c.workers, checkpoint_every=c.checkpoint_every, resize=c.resize,
-             crop=c.crop, max_images=c.max_images or None,
-             subset_seed=None if c.subset_seed < 0 else c.subset_seed,
+             workers=c.workers, checkpoint_every=c.checkpoint_every,
              stop_after=c.stop_after or None)
 
 
