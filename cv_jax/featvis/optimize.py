@@ -238,8 +238,15 @@ def check_config(cfg) -> None:
 
 
 def render(model, units, config=None, *, key=None, progress: bool = True,
-           optimizer: optax.GradientTransformation | None = None) -> dict:
+           optimizer: optax.GradientTransformation | None = None, seed_images=None,
+           generator=None) -> dict:
   """Feature visualisations of `units` (one image batch per unit, all in one program).
+
+  `config.method` picks the prior: "fourier" (this module, the Lucid/Lucent presets), "maco"
+  (`featvis.maco`), "accentuation" (`featvis.accentuation`, needs `seed_images`: (S, H, W, 3)
+  in [0, 1] or paths; images (U, S, ...), one per unit and seed) or "dgn_am"
+  (`featvis.dgn_am`; `generator`: generator params, default read from `config.generator`).
+  The other methods return the same keys (plus `transparency` for maco and accentuation).
 
   Args:
     model: a `cv_jax.models.Network`.
@@ -262,6 +269,12 @@ def render(model, units, config=None, *, key=None, progress: bool = True,
     `snapshots` {threshold: images}, and `units` (their string names).
   """
   cfg = config if config is not None else _default_config()
+  method = cfg.get("method", "fourier")
+  if method != "fourier":
+    return _render_other(model, units, cfg, method, key, progress, seed_images, generator)
+  if seed_images is not None:
+    raise ValueError("seed_images are used by the accentuation preset only "
+                     f"(config.method is {method!r})")
   check_config(cfg)
   units = parse_units(model, units)
   eng = get_engine(model, units, cfg, optimizer)
@@ -310,3 +323,19 @@ def render(model, units, config=None, *, key=None, progress: bool = True,
               diversity=np.asarray(state[3]), history=np.asarray(history, np.float32).reshape(-1, 2),
               snapshots=snapshots, units=[str(u) if isinstance(u, models.Unit) else u.name
                                           for u in units])
+
+
+def _render_other(model, units, cfg, method, key, progress, seed_images, generator) -> dict:
+  """Dispatch to the MACO, accentuation or DGN-AM renderer."""
+  units = parse_units(model, units)
+  if method == "maco":
+    from cv_jax.featvis import maco
+    return maco.render(model, units, cfg, key=key, progress=progress)
+  if method == "accentuation":
+    from cv_jax.featvis import accentuation
+    return accentuation.render(model, units, cfg, seed_images, key=key, progress=progress)
+  if method == "dgn_am":
+    from cv_jax.featvis import dgn_am
+    return dgn_am.render(model, units, cfg, generator=generator, key=key, progress=progress)
+  raise ValueError(f"unknown featvis method {method!r}; choose fourier, maco, accentuation or "
+                   "dgn_am")
