@@ -96,12 +96,12 @@ class Server:
       self.proc = None
 
 
-def make_study(root: pathlib.Path, db: str, **init_flags) -> pathlib.Path:
+def make_study(root: pathlib.Path, db: str, n_tasks: int = 2, **init_flags) -> pathlib.Path:
   """A synthetic experiment under root/exp (made once per root) and `cv-jax human init`."""
   from cv_jax.testing import human_experiment
   exp = root / "exp"
   if not (exp / "experiment.json").exists():
-    human_experiment.make(exp)
+    human_experiment.make(exp, n_tasks=n_tasks)
   cli("human", "init", f"--experiment={exp}", f"--db={db}",
       *[f"--{k}={v}" for k, v in init_flags.items()])
   return exp
