@@ -59,6 +59,8 @@ def main(argv: list[str]) -> None:
       except ImportError as e:
         _fail(f"online mode needs the study server's client ({e}); use --offline --out=DIR")
       summary = simulate_online.run(doc, _URL.value, **kw)
-      print(summary)
+      print(f"{len(summary['participants'])} participants against {_URL.value}: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(summary["counts"].items()))
+            + "; export with `cv-jax human export`")
   except (simulate.SimulationError, export_format.ExportError, ValueError, OSError) as e:
     _fail(str(e).splitlines()[0])
