@@ -9,6 +9,7 @@ Commands:
   occlusion     occlusion maps for one image
   experiment    the whole causal-understanding study (sweep -> ... -> report)
   human         the human study server and its data (`cv-jax human --help`)
+  mis           machine interpretability score of every unit of some layers
 
 `cv-jax COMMAND --help` lists a command's flags.
 """
@@ -27,6 +28,7 @@ COMMANDS = {
     "occlusion": ("cv_jax.occlusion.__main__", "main", "occlusion maps for one image"),
     "experiment": ("cv_jax.experiment.__main__", "main", "the whole study, from model to report"),
     "human": ("cv_jax.human.cli", "SUBCOMMANDS", "the human study: init, serve, status, export"),
+    "mis": ("cv_jax.mis.__main__", "main", "machine interpretability score (MIS) of units"),
 }
 
 
@@ -63,9 +65,8 @@ def run(argv: list[str] | None = None) -> None:
     module, func, _ = table[sub]
     main = getattr(importlib.import_module(module), func)
     cmd, argv = f"{cmd} {sub}", argv[:1] + [f"{cmd} {sub}"] + argv[3:]
-  from absl import app
-  # Warnings and errors only, unless the user asks for --verbosity.
-  app.run(main, argv=[f"cv-jax {cmd}", "--verbosity=-1"] + argv[2:])
+  from cv_jax import cli_support
+  cli_support.run(cmd, main, argv[2:])
 
 
 if __name__ == "__main__":

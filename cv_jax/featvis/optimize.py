@@ -34,6 +34,7 @@ from cv_jax import models
 from cv_jax.featvis import objectives as obj_lib
 from cv_jax.featvis import param as param_lib
 from cv_jax.featvis import transform as tr
+from cv_jax.progress import bar as progress_bar, status
 
 
 def _default_config():
@@ -114,6 +115,7 @@ class Engine:
     self.advance = jax.jit(self._advance)
     self.images = jax.jit(self._images)
     self.evaluate = jax.jit(self._evaluate)
+    self.compiled = False  # set once `advance` has run (compiled) for these shapes
 
   # --- pure functions -------------------------------------------------------------------------
   def _images(self, params):
@@ -192,9 +194,6 @@ class Engine:
     return (params, opt_state, z, jnp.zeros((self.U,), jnp.float32), jnp.zeros((), jnp.float32))
 
 
-_ENGINES: dict = {}
-
-
 def _freeze(cfg) -> tuple:
   d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
   d.pop("units", None)
@@ -213,21 +212,19 @@ def _freeze(cfg) -> tuple:
 
 
 def get_engine(model, units, cfg, optimizer=None) -> Engine:
-  """The (cached) compiled engine for these units' layers and config."""
+  """The compiled engine for these units' layers and config, kept on `model` (`model.program`)."""
   slots = tuple(("unit", u.layer) if isinstance(u, models.Unit) else ("objective", u) for u in units)
-  key = (id(model), slots, _freeze(cfg), id(optimizer) if optimizer is not None else None)
-  eng = _ENGINES.get(key)
-  if eng is None:
-    eng = Engine(model, slots, cfg, optimizer or make_optimizer(cfg))
-    _ENGINES[key] = eng
-  return eng
+  key = ("featvis", slots, _freeze(cfg), optimizer)
+  return model.program(key, lambda: Engine(model, slots, cfg, optimizer or make_optimizer(cfg)))
 
 
 def check_config(cfg) -> None:
   """ValueError for inconsistent settings (sizes too small for the transforms, bad counts)."""
   for f in ("steps", "batch", "size"):
-    if int(cfg[f]) < (0 if f == "steps" else 1):
-      raise ValueError(f"config.{f} must be positive, got {cfg[f]}")
+    least = 0 if f == "steps" else 1
+    if int(cfg[f]) < least:
+      raise ValueError(f"config.{f} must be at least {least}, got {cfg[f]} "
+                       f"(--config.{f}=N)")
   if cfg.relu not in ("standard", "lucid", "lucent"):
     raise ValueError(f"config.relu must be standard, lucid or lucent, got {cfg.relu!r}")
   canvas = cfg.size + 2 * cfg.pad
@@ -238,8 +235,15 @@ def check_config(cfg) -> None:
 
 
 def render(model, units, config=None, *, key=None, progress: bool = True,
-           optimizer: optax.GradientTransformation | None = None) -> dict:
+           optimizer: optax.GradientTransformation | None = None, seed_images=None,
+           generator=None) -> dict:
   """Feature visualisations of `units` (one image batch per unit, all in one program).
+
+  `config.method` picks the prior: "fourier" (this module, the Lucid/Lucent presets), "maco"
+  (`featvis.maco`), "accentuation" (`featvis.accentuation`, needs `seed_images`: (S, H, W, 3)
+  in [0, 1] or paths; images (U, S, ...), one per unit and seed) or "dgn_am"
+  (`featvis.dgn_am`; `generator`: generator params, default read from `config.generator`).
+  The other methods return the same keys (plus `transparency` for maco and accentuation).
 
   Args:
     model: a `cv_jax.models.Network`.
@@ -262,6 +266,12 @@ def render(model, units, config=None, *, key=None, progress: bool = True,
     `snapshots` {threshold: images}, and `units` (their string names).
   """
   cfg = config if config is not None else _default_config()
+  method = cfg.get("method", "fourier")
+  if method != "fourier":
+    return _render_other(model, units, cfg, method, key, progress, seed_images, generator)
+  if seed_images is not None:
+    raise ValueError("seed_images are used by the accentuation preset only "
+                     f"(config.method is {method!r})")
   check_config(cfg)
   units = parse_units(model, units)
   eng = get_engine(model, units, cfg, optimizer)
@@ -280,8 +290,10 @@ def render(model, units, config=None, *, key=None, progress: bool = True,
   bounds = sorted(bounds)
   bar = None
   if progress:
-    from tqdm.auto import tqdm
-    bar = tqdm(total=steps, desc=f"featvis {len(units)} unit(s)", unit="step")
+    if not eng.compiled:
+      status(f"compiling the feature-visualization program for {len(units)} unit(s) "
+             f"(batch {eng.B}, {cfg.size} px; the bar starts moving when it is done) ...")
+    bar = progress_bar(desc=f"featvis {len(units)} unit(s)", total=steps, unit="step")
   snapshots = {}
   history = []
   start = 0
@@ -289,6 +301,7 @@ def render(model, units, config=None, *, key=None, progress: bool = True,
   for stop in bounds:
     if stop > start:
       state = eng.advance(state, jnp.int32(start), jnp.int32(stop), mparams, idx, tkey)
+      eng.compiled = True
       if bar is not None:
         bar.update(stop - start)
       history.append((stop, float(state[4])))
@@ -310,3 +323,19 @@ def render(model, units, config=None, *, key=None, progress: bool = True,
               diversity=np.asarray(state[3]), history=np.asarray(history, np.float32).reshape(-1, 2),
               snapshots=snapshots, units=[str(u) if isinstance(u, models.Unit) else u.name
                                           for u in units])
+
+
+def _render_other(model, units, cfg, method, key, progress, seed_images, generator) -> dict:
+  """Dispatch to the MACO, accentuation or DGN-AM renderer."""
+  units = parse_units(model, units)
+  if method == "maco":
+    from cv_jax.featvis import maco
+    return maco.render(model, units, cfg, key=key, progress=progress)
+  if method == "accentuation":
+    from cv_jax.featvis import accentuation
+    return accentuation.render(model, units, cfg, seed_images, key=key, progress=progress)
+  if method == "dgn_am":
+    from cv_jax.featvis import dgn_am
+    return dgn_am.render(model, units, cfg, generator=generator, key=key, progress=progress)
+  raise ValueError(f"unknown featvis method {method!r}; choose fourier, maco, accentuation or "
+                   "dgn_am")

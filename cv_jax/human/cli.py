@@ -12,4 +12,10 @@ SUBCOMMANDS = {
     "status": ("cv_jax.human.commands.status", "main", "slots, sessions and anomalies"),
     "export": ("cv_jax.human.commands.export", "main", "write the response export"),
     "block": ("cv_jax.human.commands.block", "main", "block earlier studies' participant ids"),
+    "analyze": ("cv_jax.human.commands.analyze", "main",
+                "the paper's results from an export: figures, report.html, results_human.json"),
+    "simulate": ("cv_jax.human.commands.simulate", "main",
+                 "simulated participants: an export (--offline) or a session against a server"),
+    "import-paper": ("cv_jax.human.commands.import_paper", "main",
+                     "the paper's raw MTurk results (result_task_<k>.pkl) as an export"),
 }
