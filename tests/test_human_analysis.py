@@ -206,7 +206,7 @@ def test_per_layer_and_activation_difference(study):
   rows = [r for r in exp["responses"] if r["session_id"] in inc and r["phase"] == "main"
           and r["mode"] == "normal"]
   sel = [r["correct"] for r in rows if inc[r["session_id"]] == "natural"
-         and units[trials[r["trial_id"]]["unit"]]["unit"].startswith("mixed4b/pool")]
+         and units[trials[r["trial_id"]]["unit"]]["branch"].startswith("mixed4b/pool")]
   assert results["per_layer"]["accuracy"]["natural"]["pool"]["3"] == pytest.approx(np.mean(sel))
   pts = results["activation_difference"]["3x3"]["points"]["blur"]
   rho = sps.spearmanr(pts["x"], pts["y"]).statistic
