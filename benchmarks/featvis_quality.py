@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cv_jax import data, featvis, models, paper_units as paper
-from cv_jax.featvis.__main__ import contact_sheet
+from cv_jax.featvis.outputs import contact_sheet
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", ROOT.parent / "shared"))

@@ -65,9 +65,8 @@ def run(argv: list[str] | None = None) -> None:
     module, func, _ = table[sub]
     main = getattr(importlib.import_module(module), func)
     cmd, argv = f"{cmd} {sub}", argv[:1] + [f"{cmd} {sub}"] + argv[3:]
-  from absl import app
-  # Warnings and errors only, unless the user asks for --verbosity.
-  app.run(main, argv=[f"cv-jax {cmd}", "--verbosity=-1"] + argv[2:])
+  from cv_jax import cli_support
+  cli_support.run(cmd, main, argv[2:])
 
 
 if __name__ == "__main__":

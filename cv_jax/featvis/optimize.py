@@ -34,6 +34,7 @@ from cv_jax import models
 from cv_jax.featvis import objectives as obj_lib
 from cv_jax.featvis import param as param_lib
 from cv_jax.featvis import transform as tr
+from cv_jax.progress import bar as progress_bar, status
 
 
 def _default_config():
@@ -114,6 +115,7 @@ class Engine:
     self.advance = jax.jit(self._advance)
     self.images = jax.jit(self._images)
     self.evaluate = jax.jit(self._evaluate)
+    self.compiled = False  # set once `advance` has run (compiled) for these shapes
 
   # --- pure functions -------------------------------------------------------------------------
   def _images(self, params):
@@ -192,9 +194,6 @@ class Engine:
     return (params, opt_state, z, jnp.zeros((self.U,), jnp.float32), jnp.zeros((), jnp.float32))
 
 
-_ENGINES: dict = {}
-
-
 def _freeze(cfg) -> tuple:
   d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
   d.pop("units", None)
@@ -213,21 +212,19 @@ def _freeze(cfg) -> tuple:
 
 
 def get_engine(model, units, cfg, optimizer=None) -> Engine:
-  """The (cached) compiled engine for these units' layers and config."""
+  """The compiled engine for these units' layers and config, kept on `model` (`model.program`)."""
   slots = tuple(("unit", u.layer) if isinstance(u, models.Unit) else ("objective", u) for u in units)
-  key = (id(model), slots, _freeze(cfg), id(optimizer) if optimizer is not None else None)
-  eng = _ENGINES.get(key)
-  if eng is None:
-    eng = Engine(model, slots, cfg, optimizer or make_optimizer(cfg))
-    _ENGINES[key] = eng
-  return eng
+  key = ("featvis", slots, _freeze(cfg), optimizer)
+  return model.program(key, lambda: Engine(model, slots, cfg, optimizer or make_optimizer(cfg)))
 
 
 def check_config(cfg) -> None:
   """ValueError for inconsistent settings (sizes too small for the transforms, bad counts)."""
   for f in ("steps", "batch", "size"):
-    if int(cfg[f]) < (0 if f == "steps" else 1):
-      raise ValueError(f"config.{f} must be positive, got {cfg[f]}")
+    least = 0 if f == "steps" else 1
+    if int(cfg[f]) < least:
+      raise ValueError(f"config.{f} must be at least {least}, got {cfg[f]} "
+                       f"(--config.{f}=N)")
   if cfg.relu not in ("standard", "lucid", "lucent"):
     raise ValueError(f"config.relu must be standard, lucid or lucent, got {cfg.relu!r}")
   canvas = cfg.size + 2 * cfg.pad
@@ -293,8 +290,10 @@ def render(model, units, config=None, *, key=None, progress: bool = True,
   bounds = sorted(bounds)
   bar = None
   if progress:
-    from tqdm.auto import tqdm
-    bar = tqdm(total=steps, desc=f"featvis {len(units)} unit(s)", unit="step")
+    if not eng.compiled:
+      status(f"compiling the feature-visualization program for {len(units)} unit(s) "
+             f"(batch {eng.B}, {cfg.size} px; the bar starts moving when it is done) ...")
+    bar = progress_bar(desc=f"featvis {len(units)} unit(s)", total=steps, unit="step")
   snapshots = {}
   history = []
   start = 0
@@ -302,6 +301,7 @@ def render(model, units, config=None, *, key=None, progress: bool = True,
   for stop in bounds:
     if stop > start:
       state = eng.advance(state, jnp.int32(start), jnp.int32(stop), mparams, idx, tkey)
+      eng.compiled = True
       if bar is not None:
         bar.update(stop - start)
       history.append((stop, float(state[4])))

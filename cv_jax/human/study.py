@@ -42,11 +42,15 @@ ACTIVE_STATES = ("instructions", "practice", "main", "feedback")
 
 
 class StudyError(Exception):
-  """A request the study refuses: `status` is the HTTP status, `message` says why."""
+  """A request the study refuses: `status` is the HTTP status, `message` says why.
 
-  def __init__(self, status: int, message: str, **extra: Any):
+  `keep=True`: the transaction's writes so far must be committed anyway (an expiry found while
+  handling the request: the session is marked abandoned, then the request is refused).
+  """
+
+  def __init__(self, status: int, message: str, *, keep: bool = False, **extra: Any):
     super().__init__(message)
-    self.status, self.message, self.extra = status, message, extra
+    self.status, self.message, self.extra, self.keep = status, message, extra, keep
 
 
 def token_hash(token: str) -> str:
@@ -208,7 +212,7 @@ def check_active(conn: sa.Connection, exp: stim.Experiment, settings: Settings, 
     else:
       conn.execute(store.session.update().where(store.session.c.id == row.id)
                    .values(state="abandoned"))
-    raise StudyError(410, "this session has expired; its answers are kept")
+    raise StudyError(410, "this session has expired; its answers are kept", keep=True)
   return row
 
 

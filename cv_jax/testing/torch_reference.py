@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cv_jax.testing.assertions import rel_err  # noqa: F401 (tests use R.rel_err)
+
 BLOCKS = ("mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d", "mixed4e",
           "mixed5a", "mixed5b")
 POOL_BEFORE = {"mixed4a": "maxpool4", "mixed5a": "maxpool10"}
@@ -325,12 +327,3 @@ def to_nhwc(t: torch.Tensor) -> np.ndarray:
   """NCHW (or 2-D) torch tensor -> NHWC numpy array."""
   a = t.detach().cpu().numpy()
   return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
-
-
-def rel_err(a, b) -> float:
-  """Relative L2 error ||a - b|| / ||b|| (float64)."""
-  a = np.asarray(a, np.float64)
-  b = np.asarray(b, np.float64)
-  if a.shape != b.shape:
-    raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
-  return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
