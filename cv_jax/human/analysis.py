@@ -459,7 +459,8 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
   lines = []
   for c in results["conditions"]:
     a, n = results["accuracy"][c], results["counts"][c]
-    lines.append(f"{LABELS.get(c, c):<10} accuracy {100 * a['mean']:.1f} ± {100 * a['sem2']:.1f} % "
+    lines.append(f"{LABELS.get(c, c):<10} accuracy {100 * a['mean']:.1f} ± "
+                 f"{100 * a['sem2']:.1f} % "
                  f"({a['n_participants']} included of {n['started']} started)"
                  if a["n_participants"] else f"{LABELS.get(c, c):<10} no included participants")
   return lines
