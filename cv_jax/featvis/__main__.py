@@ -5,13 +5,22 @@
 
 Writes to `config.out`: `<unit>/image_<b>.png` for each image, `contact_sheet.png` (one row per
 unit), and `featvis.npz` with `units`, `images`, `objective` and `activation` (U, B) (the unit's
-spatial-mean activation on each final image), `diversity` (U,).
+spatial-mean activation on each final image), `diversity` (U,) and, for maco and
+accentuation, `transparency`.
+
+    python -m cv_jax.featvis --config=configs/featvis.py:maco --config.units=mixed4a/pool:42
+    python -m cv_jax.featvis --config=configs/featvis.py:accentuation --seed_images=a.jpg,b.jpg ...
+    python -m cv_jax.featvis --config=configs/featvis.py:dgn_am --config.generator=G.caffemodel ...
+
+Bad input (unknown units, missing weights or generator, no seed images) prints one line
+`cv-jax featvis: error: ...` and exits with status 1.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 
 import numpy as np
 from absl import app, flags
@@ -22,6 +31,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "featvis preset (confi
 _MODEL = flags.DEFINE_string("model", "googlenet_bvlc", "model name (cv_jax.models.available())")
 _WEIGHTS = flags.DEFINE_string("weights", None, "weights file (default: the model's cache)")
 _PAPER = flags.DEFINE_bool("paper_units", False, "render the paper's 18 units (cv_jax.units)")
+_SEEDS = flags.DEFINE_list("seed_images", [], "accentuation: seed image files (comma-separated)")
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -49,21 +59,46 @@ def write_outputs(out: dict, folder: str) -> None:
     for b, im in enumerate(imgs):
       Image.fromarray(to_uint8(im)).save(os.path.join(sub, f"image_{b}.png"))
   Image.fromarray(contact_sheet(out["images"])).save(os.path.join(folder, "contact_sheet.png"))
+  extra = {k: out[k] for k in ("transparency",) if k in out}
   np.savez(os.path.join(folder, "featvis.npz"), units=np.asarray(out["units"]),
            images=out["images"], objective=out["objective"], activation=out["activation"],
-           diversity=out["diversity"])
+           diversity=out["diversity"], **extra)
 
 
 def main(argv):
-  del argv
+  """Render, write the outputs; one-line errors for bad input."""
+  from cv_jax.models import WeightsError
+  try:
+    _main(argv)
+  except (app.UsageError, WeightsError, ValueError, OSError) as e:
+    print(f"{argv[0]}: error: {e}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
   from cv_jax import models, units as paper
   from cv_jax.featvis import get_config, render
   cfg = _CONFIG.value if _CONFIG.value is not None else get_config("zimmermann2021")
-  model = models.load(_MODEL.value, _WEIGHTS.value)
   names = list(paper.PAPER_UNITS) if _PAPER.value else [s for s in cfg.units.split(",") if s.strip()]
   if not names:
     raise app.UsageError("give units with --config.units=a,b,... or --paper_units")
-  out = render(model, names, cfg, progress=True)
+  method = cfg.get("method", "fourier")
+  if method == "accentuation" and not _SEEDS.value:
+    raise app.UsageError("the accentuation preset needs seed images: --seed_images=a.jpg,b.jpg")
+  if _SEEDS.value and method != "accentuation":
+    raise app.UsageError("--seed_images is used by the accentuation preset only")
+  for p in _SEEDS.value:
+    if not os.path.exists(p):
+      raise app.UsageError(f"seed image not found: {p}")
+  generator = None
+  if method == "dgn_am":
+    from cv_jax.models.deepsim_weights import load_generator
+    generator = load_generator(cfg.get("generator") or None)
+  model = models.load(_MODEL.value, _WEIGHTS.value)
+  out = render(model, names, cfg, progress=True, seed_images=_SEEDS.value or None,
+               generator=generator)
   write_outputs(out, cfg.out)
   for n, a in zip(out["units"], out["activation"]):
     print(f"{n}: activation per image {np.round(a, 2).tolist()}")
