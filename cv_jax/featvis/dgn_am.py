@@ -169,7 +169,7 @@ def render(model, units, cfg, *, generator=None, key=None, progress: bool = True
   spec = generator.spec
   n = deepsim.code_size(spec)
   from cv_jax.featvis.loop import _freeze
-  ekey = (id(model), spec, tuple(units), _freeze(cfg))
+  ekey = (id(model), spec, tuple(u.layer for u in units), _freeze(cfg))
   if ekey not in _ENGINES:
     _ENGINES[ekey] = Engine(model, spec, tuple(units), cfg)
   eng = _ENGINES[ekey]

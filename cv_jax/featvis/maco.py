@@ -167,7 +167,7 @@ _ENGINES: dict = {}
 def get_engine(model, units, cfg) -> Engine:
   """The cached engine for these units and config (the compiled program is reused)."""
   from cv_jax.featvis.loop import _freeze
-  key = (id(model), tuple(units), _freeze(cfg))
+  key = (id(model), tuple(u.layer for u in units), _freeze(cfg))  # channels: runtime args
   if key not in _ENGINES:
     _ENGINES[key] = Engine(model, tuple(units), cfg)
   return _ENGINES[key]
