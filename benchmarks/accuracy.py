@@ -97,8 +97,8 @@ def main(argv):
     ref = CaffeGoogLeNet(FLAGS.value)
   res = evaluate(model, paths, BATCH.value, ref)
   wall = time.perf_counter() - t0 - (res["ref"]["time"] if ref is not None else 0.0)
-  print(f"\n| model | images | top-1 % | top-5 % | wall s | device |")
-  print(f"|---|---|---|---|---|---|")
+  print("\n| model | images | top-1 % | top-5 % | wall s | device |")
+  print("|---|---|---|---|---|---|")
   print(f"| googlenet_bvlc | {len(paths)} | {res['top1']:.1f} | {res['top5']:.1f} | {wall:.1f} | "
         f"{jax.devices()[0].device_kind} |")
   if ref is not None:

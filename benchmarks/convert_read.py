@@ -17,9 +17,9 @@ import time
 import numpy as np
 from absl import app, flags
 
-from cv_jax.convert import caffe, tf_graph, torch_pickle
-from cv_jax.models import weights as W
+from cv_jax import weights as W
 from cv_jax.models.spec import SPECS
+from cv_jax.weights.formats import caffe, tf_graph, torch_pickle
 
 flags.DEFINE_integer("repeats", 5, "Timing repeats (best is reported).")
 FLAGS = flags.FLAGS

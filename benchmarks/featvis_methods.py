@@ -45,7 +45,7 @@ def _model():
 def _configs(quick: bool):
   """(method, config, render kwargs, description) for each method."""
   from cv_jax.models import deepsim
-  from cv_jax.models.deepsim_weights import load_generator
+  from cv_jax.weights.generator import load_generator
   steps = 4 if quick else 16
   out = []
   c = featvis.get_config("lucid")

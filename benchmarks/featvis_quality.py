@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cv_jax import data, featvis, models, units as paper
-from cv_jax.featvis.__main__ import contact_sheet
+from cv_jax import data, featvis, models, paper_units as paper
+from cv_jax.featvis.outputs import contact_sheet
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", ROOT.parent / "shared"))
@@ -128,7 +128,6 @@ def main():
   t = time.time()
   out = featvis.render(model, us, cfg, progress=True)
   dt = time.time() - t
-  ratio = out["activation"] / nat_v[:, None]
   lines = report(us, out["activation"], nat_v, args, dt, cfg.pad)
   text = "\n".join(lines)
   print(text)
@@ -160,7 +159,7 @@ def other_method(model, us, nat_v, args):
               f"seed {args.seed_image}, reg layer = the unit's layer (faccent: 99 steps, 16 "
               "transforms)")
   else:
-    from cv_jax.models.deepsim_weights import load_generator
+    from cv_jax.weights.generator import load_generator
     kw["generator"] = load_generator(args.generator)
     cfg.code_bounds = args.code_bounds
     header = f"BVLC GoogLeNet, dgn_am preset with steps={args.steps}"

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cv_jax import featvis, models
-from cv_jax.featvis import loop
+from cv_jax.featvis import optimize as loop
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", ROOT.parent / "shared"))
@@ -188,7 +188,7 @@ def main():
   per_min_n = 60 * args.units / (full / rn)
   per_min_1 = 60 / (full / r1)
   print(f"\nunits per minute at {full} steps, batch {args.unit_batch} (excluding compilation):")
-  print(f"| mode | steps/s | units/min | compile + first step (s) |\n|---|---|---|---|")
+  print("| mode | steps/s | units/min | compile + first step (s) |\n|---|---|---|---|")
   print(f"| {args.units} units in one program | {rn:.3f} | {per_min_n:.3f} | {fn:.1f} |")
   print(f"| one unit at a time | {r1:.3f} | {per_min_1:.3f} | {f1:.1f} |")
   print(f"ratio (one program / one at a time): {per_min_n / per_min_1:.2f}x")

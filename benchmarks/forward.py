@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from cv_jax import models
-from cv_jax.models.weights import param_shapes
+from cv_jax.weights import param_shapes
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

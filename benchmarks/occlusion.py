@@ -108,7 +108,7 @@ def main(argv):
     rows = np.repeat(rs, len(rs))[:n].reshape(-1, chunk)  # a full-width band of rows
     cols = np.tile(rs, len(rs))[:n].reshape(-1, chunk)
     colours = O.patch_means(img, size, rs, rs).reshape(-1, 3)[:n].reshape(-1, chunk, 3)
-    prog = O._program(model, layer, size, "colour", incremental)
+    prog = O.maps._program(model, layer, size, "colour", incremental)
     params = model.params()
     ij = jnp.asarray(img)
     t0 = time.perf_counter()

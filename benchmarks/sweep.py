@@ -137,7 +137,7 @@ def main(argv):
   from cv_jax import models
   from cv_jax.data import BatchLoader, open_source
   from cv_jax.sweep import run
-  from cv_jax.sweep.core import _build_step, _NO_ID
+  from cv_jax.sweep.ranking import _build_step, _NO_ID
 
   n, bs = FLAGS.n_images, FLAGS.batch_size
   src = open_source(f"folder:{FLAGS.source}", max_images=n)

@@ -16,13 +16,14 @@ import subprocess
 import sys
 import urllib.error
 
+import chex
 import numpy as np
 import pytest
 
 from cv_jax import models
-from cv_jax.convert import caffe, protobuf as pb, tf_graph, torch_pickle
-from cv_jax.models import weights as W
+from cv_jax import weights as W
 from cv_jax.models.spec import SPECS
+from cv_jax.weights.formats import caffe, protobuf as pb, tf_graph, torch_pickle
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 IV1 = SPECS["inceptionv1"]
@@ -36,12 +37,9 @@ def _env():
 
 
 def _assert_params_equal(got, want):
-  assert set(got) == set(want)
-  for layer in want:
-    for k in ("kernel", "bias"):
-      g, w = np.asarray(got[layer][k]), np.asarray(want[layer][k])
-      assert g.shape == w.shape, (layer, k, g.shape, w.shape)
-      np.testing.assert_array_equal(g, w, err_msg=f"{layer}/{k}")
+  """Same layers, shapes and values, bit for bit (chex tree assertion)."""
+  chex.assert_trees_all_equal_shapes(got, want)
+  chex.assert_trees_all_equal(got, want)
 
 
 @pytest.fixture(scope="module")
@@ -312,7 +310,7 @@ def test_pth_reader_without_torch(tmp_path, iv1_params):
   code = (
       "import sys; sys.modules['torch'] = None\n"
       "import numpy as np\n"
-      "from cv_jax.convert import torch_pickle\n"
+      "from cv_jax.weights.formats import torch_pickle\n"
       "for z in (0, 1):\n"
       "  sd = torch_pickle.load_state_dict(sys.argv[1] + f'/w{z}.pth')\n"
       "  np.savez(sys.argv[1] + f'/out{z}.npz', **sd)\n"
@@ -561,7 +559,7 @@ def test_truncated_and_corrupt_files(tmp_path, iv1_params):
 # --- CLI and checkpoints ------------------------------------------------------------------------
 
 def _cli(*args):
-  return subprocess.run([sys.executable, "-m", "cv_jax.convert", *args], env=_env(),
+  return subprocess.run([sys.executable, "-m", "cv_jax.weights", *args], env=_env(),
                         capture_output=True, text=True, timeout=180)
 
 
@@ -587,10 +585,10 @@ def test_cli_roundtrip_and_failures(tmp_path, iv1_params):
     r = _cli(*args)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
-    err = [l for l in r.stderr.strip().splitlines() if l.startswith("error:")]
-    assert len(err) == 1 and msg in err[0], r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cv-jax convert: error: ") and msg in err[0], r.stderr
   # the same function in-process, for the other failures
-  from cv_jax.convert import convert
+  from cv_jax.weights.convert import convert
   for args, msg in [(("googlenet_bvlc", src, tmp_path / "o2"), "shape mismatch for mixed4a_3x3/kernel"),
                     (("inceptionv1", tmp_path / "x.onnx", tmp_path / "o3"), "not found"),
                     (("inceptionv1", bad, tmp_path / "new" / "o4"), "not a valid GraphDef"),
@@ -602,7 +600,7 @@ def test_cli_roundtrip_and_failures(tmp_path, iv1_params):
 
 
 def test_convert_function_bvlc_caffemodel(tmp_path, bvlc_npz, bvlc_model):
-  from cv_jax.convert import convert, file_sha256
+  from cv_jax.weights.convert import convert, file_sha256
   assert file_sha256(bvlc_npz) == "5a6b45b895b9abc868bb60420bf653c359da153e264018c6bd72fa567b426a33"
   with np.load(bvlc_npz) as z:
     path = caffe.write_caffemodel(tmp_path / "b.caffemodel", {k: z[k] for k in z.files}, "v1")
@@ -629,25 +627,35 @@ def test_resolve_from_cv_jax_home(tmp_path, monkeypatch, iv1_params):
 
 def test_resolve_download_failure_says_how(tmp_path, monkeypatch):
   monkeypatch.setenv("CV_JAX_HOME", str(tmp_path))
+  monkeypatch.setenv("CV_JAX_SHARED", "")
+  monkeypatch.delenv("CV_JAX_MIRROR", raising=False)
   calls = []
 
   def offline(url, *a, **k):
-    calls.append(url)
+    calls.append(getattr(url, "full_url", url))
     raise urllib.error.URLError("network unreachable")
   monkeypatch.setattr("urllib.request.urlopen", offline)
+  with pytest.raises(W.WeightsError) as e:
+    models.load("inceptionv1")
+  msg = str(e.value)
+  assert "could not download" in msg and "weights=PATH" in msg and str(tmp_path / "inceptionv1") in msg
+  # googlenet_bvlc goes through cv_jax.assets (tests/test_assets.py): one line with size and digest.
+  with pytest.raises(W.WeightsError) as e:
+    models.load("googlenet_bvlc")
+  msg = str(e.value)
+  assert "network unreachable" in msg and "53,533,754 bytes, sha1 405fc5acd08a3bb1" in msg
+  assert str(tmp_path / "googlenet_bvlc" / "bvlc_googlenet.caffemodel") in msg
   for name in ("inceptionv1", "googlenet_bvlc"):
-    with pytest.raises(W.WeightsError) as e:
-      models.load(name)
-    msg = str(e.value)
-    assert "could not download" in msg and "weights=PATH" in msg and str(tmp_path / name) in msg
-    assert not list((tmp_path / name).glob("*"))  # no partial download left
-  assert calls == [W.OFFICIAL["inceptionv1"]["url"], W.OFFICIAL["googlenet_bvlc"]["url"]]
+    assert not list((tmp_path / name).glob("*"))  # nothing arrived, nothing left
+  assert calls == [W.OFFICIAL["inceptionv1"]["url"],
+                   "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel"]
   with pytest.raises(W.WeightsError, match="weights=PATH"):
     models.load("inceptionv1", download=False)
 
 
 def test_download_interrupted_leaves_nothing(tmp_path, monkeypatch):
   monkeypatch.setenv("CV_JAX_HOME", str(tmp_path))
+  monkeypatch.setenv("CV_JAX_SHARED", "")
 
   class Broken:
     def __init__(self):
@@ -666,5 +674,5 @@ def test_download_interrupted_leaves_nothing(tmp_path, monkeypatch):
       return b"x" * 1000
   monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: Broken())
   with pytest.raises(W.WeightsError, match=r"could not download .*ConnectionResetError.*weights=PATH"):
-    W.resolve("googlenet_bvlc")
-  assert not list((tmp_path / "googlenet_bvlc").glob("*"))
+    W.resolve("inceptionv1")
+  assert not list((tmp_path / "inceptionv1").glob("*"))

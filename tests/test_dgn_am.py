@@ -15,7 +15,7 @@ import pytest
 from cv_jax import featvis, models
 from cv_jax.featvis import dgn_am
 from cv_jax.models import WeightsError, deepsim
-from cv_jax.models import deepsim_weights as DW
+from cv_jax.weights import generator as DW
 
 torch_deepsim = pytest.importorskip("cv_jax.testing.torch_deepsim")
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
@@ -64,7 +64,7 @@ def test_spec_sizes_and_pixel_conventions(bvlc_model):
 
 def test_readers_caffemodel_torch_npz_and_errors(tmp_path):
   import torch
-  from cv_jax.convert.caffe import write_caffemodel
+  from cv_jax.weights.formats.caffe import write_caffemodel
   spec = deepsim.narrow(deepsim.FC6, 16)
   params = DW.init_generator(spec, 3)
   blobs = {f"{n}/{p}": v[p] for n, v in params.items() for p in ("weights", "bias")}

@@ -8,7 +8,6 @@ a whole run, per-item resume, and the fingerprint guard.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import pathlib
@@ -23,10 +22,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _config(workdir, images_dir, weights=None, **kw):
-  spec = importlib.util.spec_from_file_location("exp_configs", REPO / "configs" / "experiment.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config("tiny")
+  from cv_jax.experiment.config import get_config
+  c = get_config("tiny")
   c.workdir = str(workdir)
   c.data.source = f"folder:{images_dir}"
   if weights is not None:

@@ -23,7 +23,7 @@ from PIL import Image
 from cv_jax import models
 from cv_jax.data import BatchLoader, open_source
 from cv_jax.sweep import SweepResult, run, select_exemplars
-from cv_jax.sweep.core import _NO_ID, _merge
+from cv_jax.sweep.ranking import _NO_ID, _merge
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LAYERS = ("mixed3a_pre_relu", "mixed4a_pre_relu")

@@ -155,7 +155,10 @@ class SubsetSource:
 
 def open_source(uri: str | os.PathLike, *, resize: int = 256, crop: int = 224,
                 max_images: int | None = None, subset_seed: int | None = None) -> Source:
-  """Open an image source from a URI: `folder:/path`, `tfds:name[:split]`, or a plain path.
+  """Open an image source from a URI: `folder:/path`, `tfds:name[:split]`, `asset:NAME`, a path.
+
+  `asset:imagenet_samples` is the demo's 1000 sample photos, found or downloaded by
+  `cv_jax.assets.locate` (shared folder, `$CV_JAX_HOME`, then a checked download).
 
   `max_images`: keep only that many images: the first ones, or (with `subset_seed`) a random
   subset drawn with `np.random.default_rng(subset_seed)`, kept in source order.
@@ -164,6 +167,9 @@ def open_source(uri: str | os.PathLike, *, resize: int = 256, crop: int = 224,
     uri = os.fspath(uri)
   if uri.startswith("folder:"):
     src: Source = FolderSource(uri[len("folder:"):], resize=resize, crop=crop)
+  elif uri.startswith("asset:"):
+    from cv_jax import assets
+    src = FolderSource(assets.locate(uri[len("asset:"):]), resize=resize, crop=crop)
   elif uri.startswith("tfds:"):
     parts = uri[len("tfds:"):].split(":")
     if not parts[0] or len(parts) > 2:
@@ -171,7 +177,8 @@ def open_source(uri: str | os.PathLike, *, resize: int = 256, crop: int = 224,
     src = TFDSSource(parts[0], parts[1] if len(parts) == 2 and parts[1] else "train",
                      resize=resize, crop=crop)
   elif ":" in uri.split(os.sep)[0] and not os.path.exists(uri):
-    raise ValueError(f"unknown source scheme in {uri!r}; use folder:/path or tfds:name:split")
+    raise ValueError(f"unknown source scheme in {uri!r}; use folder:/path, tfds:name:split or "
+                     "asset:imagenet_samples")
   else:
     src = FolderSource(uri, resize=resize, crop=crop)
   if max_images is not None:

@@ -11,19 +11,14 @@ skipped. Prints a summary at the end; the report is <workdir>/report/report.html
 
 from __future__ import annotations
 
-import pathlib
 import sys
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
+from cv_jax import assets, cli_support
 from cv_jax.experiment import pipeline
 
-_DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "experiment.py")
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", f"{_DEFAULT_CONFIG}:demo", "experiment config: configs/experiment.py:NAME with "
-    "NAME in zimmermann2021, demo, tiny; override fields with --config.FIELD=VALUE")
+_CONFIG = cli_support.define_config_flag("experiment", "demo")
 _WORKDIR = flags.DEFINE_string("workdir", None, "output folder (default: config.workdir)")
 _IMAGES = flags.DEFINE_string("images", None, "image source, folder:/path or tfds:name:split "
                               "(default: config.data.source)")
@@ -32,13 +27,29 @@ _STAGES = flags.DEFINE_list("stages", list(pipeline.STAGES), "stages to run, in 
 _PROGRESS = flags.DEFINE_bool("progress", True, "progress bars")
 
 
+def _fetch_inputs(cfg) -> None:
+  """Find or download the catalogued weights and images the config uses, before any work.
+
+  One AssetError names everything that is missing (e.g. offline, both the weights and images).
+  """
+  names = []
+  if not cfg.model.weights and cfg.model.get("random_init") is None and \
+      cfg.model.name in assets.ASSETS:
+    names.append(cfg.model.name)
+  if cfg.data.source.startswith("asset:"):
+    names.append(cfg.data.source[len("asset:"):])
+  assets.ensure(names, progress=_PROGRESS.value)
+
+
 def main(argv: list[str]) -> None:
   """absl main: run (or resume) the configured experiment and print the summary."""
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  cfg = _CONFIG.value
-  if cfg is None:
-    raise app.UsageError("--config is required, e.g. --config=configs/experiment.py:demo")
+    raise cli_support.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  cfg = cli_support.config_value(_CONFIG)
+  unknown = [s for s in _STAGES.value if s not in pipeline.STAGES]
+  if unknown:
+    raise cli_support.UsageError(f"unknown stage {unknown[0]!r} in --stages; stages: "
+                                 f"{','.join(pipeline.STAGES)}")
   if _WORKDIR.value:
     cfg.workdir = _WORKDIR.value
   if _IMAGES.value:
@@ -46,18 +57,14 @@ def main(argv: list[str]) -> None:
   if _WEIGHTS.value:
     cfg.model.weights = _WEIGHTS.value
   if not cfg.workdir:
-    raise app.UsageError("no workdir: pass --workdir")
+    raise cli_support.UsageError("no workdir: pass --workdir")
   if not cfg.data.source:
-    raise app.UsageError("no image source: pass --images=folder:/path")
+    raise cli_support.UsageError("no image source: pass --images=folder:/path")
+  _fetch_inputs(cfg)
   summary = pipeline.run(cfg, stages=_STAGES.value, progress=_PROGRESS.value,
                          log=lambda s: print(s, file=sys.stderr, flush=True))
   print(pipeline.format_summary(summary), flush=True)
 
 
-def run() -> None:
-  """Entry point for `python -m cv_jax.experiment`."""
-  app.run(main)
-
-
 if __name__ == "__main__":
-  run()
+  cli_support.run("experiment", main)

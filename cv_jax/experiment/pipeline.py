@@ -33,6 +33,8 @@ from cv_jax.experiment import report as report_lib
 from cv_jax.experiment import schema as schema_lib
 from cv_jax.experiment import trials as trials_lib
 from cv_jax.experiment.baselines import baseline_values, choice, get_saliency_model, score
+from cv_jax import progress as progress_lib
+from cv_jax.data.png import load_png, save_png
 
 STAGES = ("sweep", "exemplars", "featvis", "occlusion", "blur", "trials", "baselines", "report")
 
@@ -58,23 +60,6 @@ def _to_plain(x):
 
 def _fingerprint(obj) -> str:
   return hashlib.sha1(json.dumps(_to_plain(obj), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def save_png(path: pathlib.Path, image) -> None:
-  """Save an HxWx3 float image in [0, 1] as uint8 PNG (x255, rounded, clipped; like cv2)."""
-  from PIL import Image
-  arr = np.clip(np.round(np.asarray(image, np.float64) * 255.0), 0, 255).astype(np.uint8)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp.png")
-  Image.fromarray(arr).save(tmp)
-  os.replace(tmp, path)
-
-
-def load_png(path: pathlib.Path) -> np.ndarray:
-  """Read a PNG as HxWx3 float32 in [0, 1] (uint8 / 255)."""
-  from PIL import Image
-  with Image.open(path) as im:
-    return np.asarray(im.convert("RGB"), np.float32) / 255.0
 
 
 def _write_json(path: pathlib.Path, obj) -> None:
@@ -297,11 +282,13 @@ class Experiment:
 
   def run(self, stages: Sequence[str] = STAGES) -> dict[str, Any]:
     """Run the given stages in order (skipping finished ones); returns the summary dict."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+      raise ValueError(f"unknown stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
+    self.check_inputs()
     self.root.mkdir(parents=True, exist_ok=True)
     _write_json(self.root / "config.json", self.cfg)
     for name in stages:
-      if name not in STAGES:
-        raise ValueError(f"unknown stage {name!r}; stages: {STAGES}")
       if self._done(name):
         self.timings[name] = ("skipped (done)", 0.0)
         self.log(f"[{name}] already done, skipped")
@@ -313,6 +300,11 @@ class Experiment:
       self._mark(name, dt, **extra)
       self.timings[name] = ("ran", dt)
     return self.summary()
+
+  def check_inputs(self) -> None:
+    """Load the model, parse the units and open the image source now, so that a bad input
+    fails before any stage starts (each raises a one-line ValueError/WeightsError)."""
+    _ = self.source, self.model, self.units
 
   # -- stages
   def stage_sweep(self):
@@ -377,13 +369,15 @@ class Experiment:
     chunks = [units[i:i + n] for i in range(0, len(units), n)]
     jobs = [(tag, batch, ci, ch) for tag, batch in (("9", c.batch), ("4", c.mixed_batch))
             for ci, ch in enumerate(chunks)]
-    for tag, batch, ci, chunk in _bar(jobs, "featvis", enabled=self.progress):
+    for i, (tag, batch, ci, chunk) in enumerate(jobs):
       metas = [self.root / "stimuli" / u.id / f"featvis{tag}.json" for u in chunk]
       if all(m.exists() for m in metas):
         continue
+      self.log(f"[featvis] call {i + 1}/{len(jobs)}: {len(chunk)} units, batch {batch}")
       key = jax.random.fold_in(jax.random.PRNGKey(int(self.cfg.seed)), 2 * ci + (tag == "4"))
+      # render's own bar counts optimisation steps (after a status line while it compiles).
       out = featvis.render(self.model, [f"{u.layer}:{u.channel}" for u in chunk],
-                           self._featvis_config(batch), key=key, progress=False)
+                           self._featvis_config(batch), key=key, progress=self.progress)
       for j, (u, meta) in enumerate(zip(chunk, metas)):
         paths = []
         for k in range(batch):
@@ -394,15 +388,23 @@ class Experiment:
                                objective=np.asarray(out["objective"][j]).tolist()))
     return {}
 
+  def _compiling(self, what: str, layer: str, compiled: set[str]) -> None:
+    """A status line the first time a stage's loop reaches a layer (its program compiles)."""
+    if self.progress and layer not in compiled:
+      progress_lib.status(f"compiling the {what} program for {layer} ...")
+    compiled.add(layer)
+
   def stage_occlusion(self):
     from cv_jax import occlusion
     oc = self.cfg.occlusion
     ex = _read_json(self.root / "exemplars.json")
+    compiled: set[str] = set()
     for u, b, role in _bar(self.trial_keys(), "occlusion", enabled=self.progress):
       d = self.set_dir(u, b)
       meta_path = d / "occlusion.json"
       if meta_path.exists():
         continue
+      self._compiling("occlusion", u.layer, compiled)
       e = ex["units"][u.id]
       qid = int(e["query"][b])
       img = np.asarray(self.source.load(qid), np.float32)
@@ -437,11 +439,13 @@ class Experiment:
     bc = self.cfg.blur
     if "blur" not in self.cfg.conditions:
       return dict(skipped="blur condition not requested")
+    compiled: set[str] = set()
     for u, b, role in _bar(self.trial_keys(), "blur", enabled=self.progress):
       d = self.set_dir(u, b)
       meta_path = d / "blur.json"
       if meta_path.exists():
         continue
+      self._compiling("blur-window", u.layer, compiled)
       unit = models.Unit(u.layer, u.channel)
       rows = []
       for k in range(self.cfg.exemplars.n_bins - 1):

@@ -9,7 +9,7 @@
 from cv_jax.featvis import objectives, param, transform
 from cv_jax.featvis.config import PRESETS, get_config
 from cv_jax.featvis.objectives import Objective, as_objective
-from cv_jax.featvis.loop import Engine, get_engine, parse_units, render
+from cv_jax.featvis.optimize import Engine, get_engine, parse_units, render
 
 __all__ = ["objectives", "param", "transform", "PRESETS", "get_config", "Objective",
            "as_objective", "Engine", "get_engine", "parse_units", "render"]

@@ -101,8 +101,7 @@ class Engine:
     self.U, self.B = len(self.units), self.n_seeds
     self.reg_layers = tuple(cfg.reg_layer or u.layer for u in self.units)
     self.layers = tuple(sorted(set(driver.unit_layers(self.units)) | set(self.reg_layers)))
-    from cv_jax.featvis.loop import make_optimizer
-    self.optimizer = make_optimizer(cfg)
+    self.optimizer = driver.make_optimizer(cfg)
     self.advance = jax.jit(self._advance)
     self.images = jax.jit(self._images)
     self.balance = jax.jit(self._balance)
@@ -190,16 +189,12 @@ class Engine:
     return driver.channel_means(acts, self.units, idx, self.B)
 
 
-_ENGINES: dict = {}
-
-
 def render(model, units, cfg, seed_images, *, key=None, progress: bool = True) -> dict:
   """Accentuations of every seed for every unit: images (U, S, size, size, 3).
 
   Extra keys: `transparency` (U, S, size, size, 3), `regularizer` (U, S) at the last step,
   `balance` (U, S) β, `seed_activation` (U, S) the unit's activation on each seed, and `seeds`.
   """
-  from cv_jax.featvis.loop import _freeze
   if seed_images is None:
     raise ValueError("the accentuation preset needs seed images: render(..., seed_images=...) "
                      "or --seed_images=a.jpg,b.jpg")
@@ -207,10 +202,9 @@ def render(model, units, cfg, seed_images, *, key=None, progress: bool = True) -
   driver.check_units(units, "accentuation")
   size = int(cfg.size)
   seeds = load_seeds(seed_images, size)
-  ekey = (id(model), tuple(u.layer for u in units), len(seeds), _freeze(cfg))
-  if ekey not in _ENGINES:
-    _ENGINES[ekey] = Engine(model, tuple(units), len(seeds), cfg)
-  eng = _ENGINES[ekey]
+  ekey = ("featvis.accentuation", tuple(u.layer for u in units), len(seeds),
+          driver.freeze_config(cfg))
+  eng = model.program(ekey, lambda: Engine(model, tuple(units), len(seeds), cfg))
   key = jax.random.PRNGKey(int(cfg.seed)) if key is None else key
   steps = int(cfg.steps)
   spec = np.stack([seed_to_spectrum(s, cfg.decay_power, cfg.logit_eps) for s in seeds])

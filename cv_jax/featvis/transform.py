@@ -285,7 +285,6 @@ class CropOrPadTo:
     return self.h, self.w
 
   def __call__(self, x, draw=None):
-    out = []
     for axis, target in ((1, self.h), (2, self.w)):
       n = x.shape[axis]
       if n > target:

@@ -6,7 +6,7 @@
 
 from cv_jax.models.model import Network, Unit, available, load
 from cv_jax.models.spec import BRANCHES, SPECS, NetSpec
-from cv_jax.models.weights import WeightsError, save_checkpoint, load_checkpoint, init_params
+from cv_jax.weights import WeightsError, init_params, load_checkpoint, save_checkpoint
 
 __all__ = ["Network", "Unit", "available", "load", "BRANCHES", "SPECS", "NetSpec", "WeightsError",
            "save_checkpoint", "load_checkpoint", "init_params"]

@@ -68,6 +68,11 @@ class NetSpec:
   labels: str | None = None  # how the class labels are known; see cv_jax.models.labels
   description: str = ""
 
+  @property
+  def aux_after(self) -> Mapping[str, tuple[str, str, str]]:
+    """Auxiliary heads: block they read from -> (head prefix, hidden FC, classifier)."""
+    return AUX_AFTER
+
   def conv_layers(self, aux_heads: bool) -> dict[str, tuple[int, int, int]]:
     """Parameter name -> (kernel size, in channels, out channels), in forward order.
 

@@ -8,7 +8,7 @@
 `python -m cv_jax.sweep --config=configs/sweep.py:demo` runs it from the command line.
 """
 
-from cv_jax.sweep.core import DEFAULT_LAYERS, SweepResult, resolve_layers, run
+from cv_jax.sweep.ranking import DEFAULT_LAYERS, SweepResult, resolve_layers, run
 from cv_jax.sweep.exemplars import select_exemplars
 
 __all__ = ["run", "SweepResult", "select_exemplars", "resolve_layers", "DEFAULT_LAYERS"]
