@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from cv_jax.experiment import exemplar_2afc as x2
 from cv_jax.experiment import trials as trials_lib
 from cv_jax.human import exclusion
 from cv_jax.human.export_format import CONFIDENCE_LABELS
@@ -383,7 +384,10 @@ def _participant(doc, task, p: int, *, policy: Policy, mis: Misbehaviour | None,
 def _answer(responses, rng, hasher, doc, task, entry, sid, phase, attempt, index, ok, side, t,
             load_id) -> float:
   """Append one response (shown at t) and return the time after the Continue click."""
-  shown = trials_lib.shown_images(doc, task, entry)
+  if doc.get("task") == "exemplar_2afc":
+    shown = x2.shown_2afc(doc, task, entry)
+  else:
+    shown = trials_lib.shown_images(doc, task, entry)
   mx = entry["max_side"]
   if side is None:
     side = mx if ok else ("left" if mx == "right" else "right")
@@ -445,7 +449,8 @@ def simulate(doc: Mapping[str, Any], *, policy: str | Policy = "fixed", n: int |
     conditions: the conditions to simulate (default: those with tasks).
     misbehave: misbehaviour items, `name[:arg]@count` or `@percent%`, over all participants.
     seed: the seed of everything.
-    rules: exclusion rules for the stored `exclusion_json` (default: the paper's).
+    rules: exclusion rules for the stored `exclusion_json` (default: the paper's;
+      `exclusion.rules_2afc()` for a 2-AFC exemplar experiment).
     practice_in_none: give the None condition practice blocks too (the paper did not).
     root: the experiment folder; shown images are hashed from its files when present.
 
@@ -454,7 +459,7 @@ def simulate(doc: Mapping[str, Any], *, policy: str | Policy = "fixed", n: int |
   """
   policy = parse_policy(policy) if isinstance(policy, str) else policy
   mis = parse_misbehaviours(misbehave)
-  rules = rules or exclusion.Rules()
+  rules = rules or exclusion.rules_for(doc)
   by_cond: dict[str, list] = {}
   for task in doc["tasks"]:
     by_cond.setdefault(task["condition"], []).append(task)
