@@ -64,6 +64,9 @@ def _base() -> ml_collections.ConfigDict:
   c.sweep = ml_collections.ConfigDict(dict(k=200, batch_size=64, micro_batch=8))
   # paper_spec §2.2: 10 rank bins of 20; the bin permutation seed is channel + 1.
   c.exemplars = ml_collections.ConfigDict(dict(n_bins=10, bin_size=20, seed_offset=1))
+  # featvis.preset picks the prior of the synthetic condition: zimmermann2021 (the paper),
+  # lucid, lucent, maco (rendered at 224) or dgn_am (overrides.generator=PATH), so a study
+  # can compare priors; overrides set any field of that preset.
   c.featvis = ml_collections.ConfigDict(dict(
       preset="zimmermann2021", batch=9, mixed_batch=4, units_per_call=6,
       overrides=ml_collections.ConfigDict()))

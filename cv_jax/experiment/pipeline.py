@@ -397,6 +397,12 @@ class Experiment:
     from cv_jax import featvis
     c = self.cfg.featvis
     fc = featvis.get_config(c.preset)
+    method = fc.get("method", "fourier")
+    if method == "accentuation":
+      raise ValueError("featvis.preset=accentuation needs seed images, which the synthetic "
+                       "condition does not have; use zimmermann2021, lucid, lucent, maco or dgn_am")
+    if method == "maco":
+      fc.size = 224  # the study's image size (MACO's own default canvas is 512)
     for key, value in c.overrides.items():
       fc[key] = value
     fc.batch = batch

@@ -20,8 +20,9 @@ from typing import Any, Mapping
 
 SCHEMA_NAME = "cv_jax.experiment"
 SCHEMA_VERSION = "1.1.0"
-"""1.1.0 added the optional top-level `task` ("occlusion", the default, or "exemplar_2afc",
-whose trials follow `schema_2afc`)."""
+"""1.1.0 added two optional fields: `instructions` (example entries of the instruction pages) and
+the top-level `task` ("occlusion", the default, or "exemplar_2afc", whose trials follow
+`schema_2afc`)."""
 TASKS = ("occlusion", "exemplar_2afc")
 CONDITIONS = ("synthetic", "natural", "mixed", "blur", "none")
 """Reference conditions, paper_spec §3 (Synthetic = "optimized" in the paper's code)."""
@@ -139,6 +140,14 @@ SCHEMA: dict[str, Any] = {
                                "items": {"$ref": "#/$defs/task_trial"}},
                     "catch_trial_idxs": {"type": "array", "items": {"type": "integer",
                                                                    "minimum": 1}}}}},
+        "instructions": {
+            "type": "object",
+            "description": "since 1.1.0: the example trials of each condition's instruction "
+                           "pages (entries like a task's, not shown as trials)",
+            "properties": {"examples": {
+                "type": "object", "propertyNames": {"enum": list(CONDITIONS)},
+                "additionalProperties": {"type": "array",
+                                         "items": {"$ref": "#/$defs/task_trial"}}}}},
         "results": {"type": "object"},
     },
     "$defs": {
@@ -257,6 +266,16 @@ def validate(doc: Mapping[str, Any], root: str | os.PathLike | None = None) -> N
     if "catch_trial_idxs" in task and task["catch_trial_idxs"] != idxs:
       raise SchemaError(f"task {task['id']}: catch_trial_idxs {task['catch_trial_idxs']} do not "
                         f"match the catch trials at {idxs}")
+  for c, entries in doc.get("instructions", {}).get("examples", {}).items():
+    if c not in conds:
+      raise SchemaError(f"instructions.examples uses condition {c!r}, not declared in conditions")
+    for entry in entries:
+      if entry["trial"] not in trials:
+        raise SchemaError(f"instructions.examples[{c}] refers to unknown trial "
+                          f"{entry['trial']!r}")
+      if sorted(entry["reference_order"]) != list(range(conds[c]["n_references"])):
+        raise SchemaError(f"instructions.examples[{c}], trial {entry['trial']}: reference_order "
+                          f"{entry['reference_order']} is not a permutation of the references")
   if root is not None:
     root = pathlib.Path(root)
     missing = [f for f in dict.fromkeys(files) if not (root / f).is_file()]

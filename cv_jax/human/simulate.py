@@ -328,13 +328,14 @@ def _participant(doc, task, p: int, *, policy: Policy, mis: Misbehaviour | None,
       t += 950_000
       event("visibility_visible", t)
     if reload_at is not None and i == reload_at:
-      event("trial_shown", t, {"entry_index": i})  # shown, then the page reloads
+      # trial i is on screen when the page reloads; the new page load resumes at trial i
+      # (the run has started already, so no second run_start, as the study pages do)
       t += float(rng.uniform(5000, 15000))
       load[0] = f"sim{p:05d}-1"
+      seq[0] = 0
       event("page_load", t)
       event("resume", t + 100, {"next_entry": i})
       t += float(rng.uniform(1500, 4000))
-      event("run_start", t)
     trial = trials_by_id[entry["trial"]]
     if entry["mode"] == "catch_trial":
       ok = name != "catch_fail"
