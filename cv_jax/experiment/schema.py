@@ -21,7 +21,7 @@ from typing import Any, Mapping
 SCHEMA_NAME = "cv_jax.experiment"
 SCHEMA_VERSION = "1.0.0"
 CONDITIONS = ("synthetic", "natural", "mixed", "blur", "none")
-"""Reference conditions, paper_spec §3 (Synthetic = "optimized" in the paper's code)."""
+"""The paper's reference conditions (Synthetic = "optimized" in the paper's code)."""
 N_REFERENCES = {"synthetic": 9, "natural": 9, "mixed": 9, "blur": 9, "none": 0}
 ROLES = ("main", "catch", "practice")
 
