@@ -16,6 +16,7 @@ import subprocess
 import sys
 import urllib.error
 
+import chex
 import numpy as np
 import pytest
 
@@ -36,12 +37,9 @@ def _env():
 
 
 def _assert_params_equal(got, want):
-  assert set(got) == set(want)
-  for layer in want:
-    for k in ("kernel", "bias"):
-      g, w = np.asarray(got[layer][k]), np.asarray(want[layer][k])
-      assert g.shape == w.shape, (layer, k, g.shape, w.shape)
-      np.testing.assert_array_equal(g, w, err_msg=f"{layer}/{k}")
+  """Same layers, shapes and values, bit for bit (chex tree assertion)."""
+  chex.assert_trees_all_equal_shapes(got, want)
+  chex.assert_trees_all_equal(got, want)
 
 
 @pytest.fixture(scope="module")

@@ -32,11 +32,23 @@ import numpy as np
 
 from cv_jax.experiment import report as report_lib
 from cv_jax.experiment import stages as stages_lib
+from cv_jax.experiment import stages_2afc
 from cv_jax.experiment import trials as trials_lib
 from cv_jax.experiment.files import fingerprint, read_json, write_json
 
 STAGES = tuple(s.name for s in stages_lib.STAGES)
-_STAGE = {s.name: s for s in stages_lib.STAGES}
+STAGES_2AFC = ("sweep",) + tuple(s.name for s in stages_2afc.STAGES)
+"""Stages of `task = "exemplar_2afc"` (cv_jax.experiment.exemplar_2afc)."""
+TASKS = {"occlusion": STAGES, "exemplar_2afc": STAGES_2AFC}
+_STAGE = {s.name: s for s in stages_lib.STAGES + stages_2afc.STAGES}
+
+
+def stages_for(cfg) -> tuple[str, ...]:
+  """The stages of the config's task (`cfg.task`, default "occlusion")."""
+  task = cfg.get("task", "occlusion") or "occlusion"
+  if task not in TASKS:
+    raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+  return TASKS[task]
 
 
 # ------------------------------------------------------------------------------ units
@@ -90,11 +102,15 @@ def parse_unit_specs(model, cfg) -> list[UnitSpec]:
     for entry in cfg[role]:
       text, b = split(entry)
       add(text, role, [b])
+  if cfg.get("task", "occlusion") == "exemplar_2afc":
+    n_sets, where = cfg.exemplar_2afc.bin_size, "exemplar_2afc.bin_size"
+  else:
+    n_sets, where = cfg.exemplars.bin_size, "exemplars.bin_size"
   for sp in specs.values():
     for b in sp.sets:
-      if b >= cfg.exemplars.bin_size:
+      if b >= n_sets:
         raise ValueError(f"unit {sp.text} uses image set {b}, but there are only "
-                         f"{cfg.exemplars.bin_size} (exemplars.bin_size)")
+                         f"{n_sets} ({where})")
   return list(specs.values())
 
 
@@ -210,11 +226,15 @@ class Experiment:
                 dict(fingerprint=fingerprint(self._stage_settings(name)), seconds=seconds,
                      settings=self._stage_settings(name), **extra))
 
-  def run(self, stages: Sequence[str] = STAGES) -> dict[str, Any]:
-    """Run the given stages in order (skipping finished ones); returns the summary dict."""
-    unknown = [s for s in stages if s not in STAGES]
+  def run(self, stages: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the given stages (default: all of the config's task) in order, skipping finished
+    ones; returns the summary dict."""
+    valid = stages_for(self.cfg)
+    stages = valid if stages is None else tuple(stages)
+    unknown = [s for s in stages if s not in valid]
     if unknown:
-      raise ValueError(f"unknown stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
+      raise ValueError(f"unknown stage {unknown[0]!r} for task "
+                       f"{self.cfg.get('task', 'occlusion')}; stages: {', '.join(valid)}")
     self.check_inputs()
     self.root.mkdir(parents=True, exist_ok=True)
     write_json(self.root / "config.json", self.cfg)
@@ -282,7 +302,7 @@ def format_summary(summary: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def run(cfg, *, stages: Sequence[str] = STAGES, progress: bool = True,
+def run(cfg, *, stages: Sequence[str] | None = None, progress: bool = True,
         log: Callable[[str], None] = print, model=None) -> dict[str, Any]:
   """Run (or resume) the experiment described by `cfg` (configs/experiment.py).
 

@@ -35,55 +35,59 @@ class Stage:
 
 # ------------------------------------------------------------------------------ settings
 
-def _common(exp: Experiment) -> dict:
+def model_and_data(exp: Experiment) -> dict:
+  """The model and image-source settings most stages depend on."""
   c = exp.cfg
   return dict(model=dict(name=c.model.name, weights=c.model.get("weights"),
                          random_init=c.model.get("random_init")),
               data=to_plain(c.data))
 
 
-def _units(exp: Experiment) -> list:
+def unit_sets(exp: Experiment) -> list:
+  """The units with their layers, channels and image sets."""
   return [(u.id, u.layer, u.channel, sorted(u.sets.items())) for u in exp.units]
 
 
 def sweep_settings(exp: Experiment) -> dict:
-  """The sweep depends on the model, the images, the sweep settings and the units' layers."""
-  return dict(_common(exp), sweep=to_plain(exp.cfg.sweep),
-              layers=sorted({u.layer for u in exp.units}))
+  """The sweep depends on the model, the images, the sweep settings and the units' layers (and,
+  for the 2-AFC task, the table depth it needs)."""
+  extra = {"k": sweep_k(exp)} if exp.cfg.get("task", "occlusion") == "exemplar_2afc" else {}
+  return dict(model_and_data(exp), sweep=to_plain(exp.cfg.sweep),
+              layers=sorted({u.layer for u in exp.units}), **extra)
 
 
 def exemplars_settings(exp: Experiment) -> dict:
   """... and the exemplar bins and the units."""
   c = exp.cfg
-  return dict(_common(exp), sweep=to_plain(c.sweep), exemplars=to_plain(c.exemplars),
-              units=_units(exp))
+  return dict(model_and_data(exp), sweep=to_plain(c.sweep), exemplars=to_plain(c.exemplars),
+              units=unit_sets(exp))
 
 
 def featvis_settings(exp: Experiment) -> dict:
   """The model, the featvis settings, the seed and the units (not the images)."""
   c = exp.cfg
-  return dict(model=_common(exp)["model"], featvis=to_plain(c.featvis), seed=c.seed,
+  return dict(model=model_and_data(exp)["model"], featvis=to_plain(c.featvis), seed=c.seed,
               units=[(u.id, u.layer, u.channel) for u in exp.units])
 
 
 def occlusion_settings(exp: Experiment) -> dict:
   """The model, the images, the exemplar bins (queries), the occluder and the units."""
   c = exp.cfg
-  return dict(_common(exp), exemplars=to_plain(c.exemplars), occlusion=to_plain(c.occlusion),
-              units=_units(exp))
+  return dict(model_and_data(exp), exemplars=to_plain(c.exemplars), occlusion=to_plain(c.occlusion),
+              units=unit_sets(exp))
 
 
 def blur_settings(exp: Experiment) -> dict:
   """The model, the images, the exemplar bins, the blur settings, the window size, the units."""
   c = exp.cfg
-  return dict(_common(exp), exemplars=to_plain(c.exemplars), blur=to_plain(c.blur),
-              occlusion_size=c.occlusion.size, units=_units(exp))
+  return dict(model_and_data(exp), exemplars=to_plain(c.exemplars), blur=to_plain(c.blur),
+              occlusion_size=c.occlusion.size, units=unit_sets(exp))
 
 
 def trials_settings(exp: Experiment) -> dict:
   """Everything the stimuli depend on, and the tasks and conditions."""
   c = exp.cfg
-  return dict(_common(exp), units=_units(exp), tasks=to_plain(c.tasks),
+  return dict(model_and_data(exp), units=unit_sets(exp), tasks=to_plain(c.tasks),
               conditions=list(c.conditions), occlusion=to_plain(c.occlusion),
               blur=to_plain(c.blur), featvis=to_plain(c.featvis),
               exemplars=to_plain(c.exemplars))
@@ -106,7 +110,7 @@ def run_sweep(exp: Experiment) -> dict:
   from cv_jax import sweep
   c = exp.cfg.sweep
   layers = sorted({u.layer for u in exp.units})
-  res = sweep.run(exp.model, exp.source, layers, k=c.k, batch_size=c.batch_size,
+  res = sweep.run(exp.model, exp.source, layers, k=sweep_k(exp), batch_size=c.batch_size,
                   micro_batch=c.micro_batch, workdir=exp.root / "sweep_work",
                   progress=exp.progress)
   res.save(exp.root / "sweep")
@@ -116,7 +120,7 @@ def run_sweep(exp: Experiment) -> dict:
 def run_exemplars(exp: Experiment) -> dict:
   """Query and natural reference images per unit and image set (the paper's bins); saves the references."""
   from cv_jax import sweep
-  res = _sweep_result(exp)
+  res = sweep_result(exp)
   e = exp.cfg.exemplars
   out = {}
   for u in exp.units:
@@ -162,7 +166,7 @@ def run_featvis(exp: Experiment) -> dict:
     key = jax.random.fold_in(jax.random.PRNGKey(int(exp.cfg.seed)), 2 * ci + (tag == "4"))
     # render's own bar counts optimisation steps (after a status line while it compiles).
     out = featvis.render(exp.model, [f"{u.layer}:{u.channel}" for u in chunk],
-                         _featvis_config(exp, batch), key=key, progress=exp.progress)
+                         featvis_config(exp, batch), key=key, progress=exp.progress)
     for j, (u, meta) in enumerate(zip(chunk, metas)):
       paths = []
       for k in range(batch):
@@ -369,15 +373,34 @@ def run_report(exp: Experiment) -> dict:
 
 # ------------------------------------------------------------------------------ helpers
 
-def _sweep_result(exp):
+def sweep_k(exp: Experiment) -> int:
+  """Table depth: config.sweep.k, raised to what the 2-AFC selection needs."""
+  k = int(exp.cfg.sweep.k)
+  if exp.cfg.get("task", "occlusion") == "exemplar_2afc":
+    from cv_jax.experiment import exemplar_2afc as x2
+    e = exp.cfg.exemplar_2afc
+    k = max(k, x2.required_depth(len(exp.source), e.n_references, e.bin_size,
+                                 e.query_percentile))
+  return k
+
+
+def sweep_result(exp: Experiment):
+  """The sweep stage's `SweepResult`."""
   from cv_jax import sweep
   return sweep.SweepResult.load(exp.root / "sweep")
 
 
-def _featvis_config(exp, batch: int):
+def featvis_config(exp: Experiment, batch: int):
+  """The featvis config of the study's references: the preset, the overrides, `batch`, the seed."""
   from cv_jax import featvis
   c = exp.cfg.featvis
   fc = featvis.get_config(c.preset)
+  method = fc.get("method", "fourier")
+  if method == "accentuation":
+    raise ValueError("featvis.preset=accentuation needs seed images, which the synthetic "
+                     "condition does not have; use zimmermann2021, lucid, lucent, maco or dgn_am")
+  if method == "maco":
+    fc.size = 224  # the study's image size (MACO's own default canvas is 512)
   for key, value in c.overrides.items():
     fc[key] = value
   fc.batch = batch

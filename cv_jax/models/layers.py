@@ -7,6 +7,7 @@ input size, BVLC GoogLeNet uses Caffe's symmetric convolution padding and ceil-m
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -53,10 +54,77 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int,
 
 
 def max_pool(x: jax.Array, kernel: int, stride: int, padding: Padding) -> jax.Array:
-  """Max pooling with explicit (low, high) padding per spatial axis, padded with -inf."""
-  pads = ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0))
+  """Max pooling with explicit (low, high) padding per spatial axis, padded with -inf.
+
+  The gradient goes, in each window, to the first maximal cell in row-major window order
+  (PyTorch's and XLA's rule for ties), computed with dense elementwise ops (`_max_pool_bwd`)
+  instead of XLA's select-and-scatter, which XLA CPU lowers to an index-carrying reduce-window
+  plus a scatter, several times slower than the pooling itself.
+  """
+  pads = ((int(padding[0][0]), int(padding[0][1])), (int(padding[1][0]), int(padding[1][1])))
+  return _max_pool(x, int(kernel), int(stride), pads)
+
+
+def _max_pool_plain(x, kernel, stride, pads):
   return lax.reduce_window(x, -jnp.inf, lax.max, (1, kernel, kernel, 1),
-                           (1, stride, stride, 1), pads)
+                           (1, stride, stride, 1), ((0, 0), pads[0], pads[1], (0, 0)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool(x, kernel, stride, pads):
+  return _max_pool_plain(x, kernel, stride, pads)
+
+
+def _max_pool_fwd(x, kernel, stride, pads):
+  y = _max_pool_plain(x, kernel, stride, pads)
+  return y, (x, y)
+
+
+def _max_pool_bwd(kernel, stride, pads, res, g):
+  """Route each output cotangent to the first maximal input of its window.
+
+  One pass over the k*k strided views of the padded input finds, per output cell, the first
+  window offset d = (dy, dx) (row-major) whose input equals the pooled maximum. Input cell
+  p = stride*o + d then receives g[o]. Written per input phase r = p mod stride: with
+  d = stride*a + r, cell q of phase r sums g[q - a] over the offsets of that phase (plain
+  shifts, no scatter); the phases are interleaved back by a reshape.
+  """
+  x, y = res
+  n, h, w, c = x.shape
+  (pt, pb), (pl, pr) = pads
+  s, k = stride, kernel
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-jnp.inf)
+  hp, wp = xp.shape[1:3]
+  ho, wo = y.shape[1:3]
+  first = jnp.full(y.shape, k * k, jnp.int32)
+  for d in reversed(range(k * k)):
+    dy, dx = divmod(d, k)
+    view = lax.slice(xp, (0, dy, dx, 0), (n, dy + s * (ho - 1) + 1, dx + s * (wo - 1) + 1, c),
+                     (1, s, s, 1))
+    first = jnp.where(view == y, d, first)
+  qh, qw = -(-hp // s), -(-wp // s)
+
+  def shifted(a, ah, aw):  # out[q] = a[q - (ah, aw)], zero outside, shape (n, qh, qw, c)
+    return lax.pad(a, jnp.zeros((), a.dtype),
+                   ((0, 0, 0), (ah, qh - ho - ah, 0), (aw, qw - wo - aw, 0), (0, 0, 0)))
+
+  zero = jnp.zeros((), g.dtype)
+  rows = []
+  for rh in range(s):
+    cols = []
+    for rw in range(s):
+      acc = jnp.zeros((n, qh, qw, c), g.dtype)
+      for dy in range(rh, k, s):
+        for dx in range(rw, k, s):
+          d = dy * k + dx
+          acc = acc + shifted(jnp.where(first == d, g, zero), dy // s, dx // s)
+      cols.append(acc)
+    rows.append(jnp.stack(cols, axis=3))  # (n, qh, qw, s, c)
+  full = jnp.stack(rows, axis=2).reshape(n, qh * s, qw * s, c)  # (n, qh, s, qw, s, c)
+  return (full[:, pt:pt + h, pl:pl + w, :],)
+
+
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 def pool_padding(x: jax.Array, kernel: int, stride: int, mode: str, pad: int = 0) -> Padding:
@@ -81,11 +149,44 @@ def lrn(x: jax.Array, size: int, alpha: float, beta: float, bias: float) -> jax.
   y_c = x_c / (bias + alpha * sum_{|c'-c| <= size//2} x_{c'}^2) ** beta, with the window
   truncated at the channel edges. `alpha` is the per-sum coefficient: TF's alpha as is,
   PyTorch's and Caffe's alpha divided by their `size`.
+
+  The gradient is the closed form (`_lrn_bwd`): one more channel-window sum, reusing the
+  forward pass's power (autodiff recomputes it). `pow` is kept (an rsqrt form moved the BVLC
+  input gradient 2e-5 away from PyTorch's, over the equivalence tests' 1e-5).
   """
-  half = size // 2
-  sq = lax.reduce_window(x * x, 0.0, lax.add, (1, 1, 1, size), (1, 1, 1, 1),
-                         ((0, 0), (0, 0), (0, 0), (half, size - 1 - half)))
-  return x * (bias + alpha * sq) ** (-beta)
+  return _lrn(x, int(size), float(alpha), float(beta), float(bias))
+
+
+def _window_sum(v: jax.Array, size: int, low: int) -> jax.Array:
+  """Sum over the channel window [c - low, c - low + size) (zero outside the channels)."""
+  return lax.reduce_window(v, 0.0, lax.add, (1, 1, 1, size), (1, 1, 1, 1),
+                           ((0, 0), (0, 0), (0, 0), (low, size - 1 - low)))
+
+
+def _lrn_parts(x, size, alpha, beta, bias):
+  d = bias + alpha * _window_sum(x * x, size, size // 2)
+  p = d ** (-beta)
+  return x * p, d, p
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _lrn(x, size, alpha, beta, bias):
+  return _lrn_parts(x, size, alpha, beta, bias)[0]
+
+
+def _lrn_fwd(x, size, alpha, beta, bias):
+  y, d, p = _lrn_parts(x, size, alpha, beta, bias)
+  return y, (x, d, p)
+
+
+def _lrn_bwd(size, alpha, beta, bias, res, g):
+  """dx_j = g_j p_j - 2 alpha beta x_j sum_{c: j in window(c)} g_c x_c p_c / d_c."""
+  x, d, p = res
+  t = g * x * p / d
+  return (g * p - (2.0 * alpha * beta) * x * _window_sum(t, size, size - 1 - size // 2),)
+
+
+_lrn.defvjp(_lrn_fwd, _lrn_bwd)
 
 
 # --- ReLU variants ------------------------------------------------------------------------------
