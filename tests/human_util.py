@@ -96,12 +96,12 @@ class Server:
       self.proc = None
 
 
-def make_study(root: pathlib.Path, db: str, **init_flags) -> pathlib.Path:
+def make_study(root: pathlib.Path, db: str, n_tasks: int = 2, **init_flags) -> pathlib.Path:
   """A synthetic experiment under root/exp (made once per root) and `cv-jax human init`."""
   from cv_jax.testing import human_experiment
   exp = root / "exp"
   if not (exp / "experiment.json").exists():
-    human_experiment.make(exp)
+    human_experiment.make(exp, n_tasks=n_tasks)
   cli("human", "init", f"--experiment={exp}", f"--db={db}",
       *[f"--{k}={v}" for k, v in init_flags.items()])
   return exp
@@ -130,3 +130,57 @@ def answer_side(doc: dict, db_file: str, session_id: int, phase: str, attempt: i
 
 def chromium_path() -> str | None:
   return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+PG_BIN = pathlib.Path("/usr/lib/postgresql/15/bin")
+
+
+class Postgres:
+  """A PostgreSQL server for the tests: `CV_JAX_TEST_PG_URL` (CI starts one, `.ci/run`), else a
+  throwaway cluster from the Debian binaries on 127.0.0.1:<free port>; `available` is False
+  when neither exists."""
+
+  def __init__(self):
+    self.url = os.environ.get("CV_JAX_TEST_PG_URL")
+    self.dir = None
+    self._n = 0
+    self.available = bool(self.url) or (PG_BIN / "initdb").exists()
+
+  def _as_pg(self, *cmd: str) -> None:
+    pre = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run(pre + list(cmd), check=True, capture_output=True, timeout=120)
+
+  def start(self) -> Postgres:
+    if self.url or not self.available:
+      return self
+    self.dir = pathlib.Path(tempfile.mkdtemp(prefix="cvjax_pg_"))
+    data = self.dir / "data"
+    if os.geteuid() == 0:
+      shutil.chown(self.dir, "postgres", "postgres")
+    port = free_port()
+    self._as_pg(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    self._as_pg(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(self.dir / "log"),
+                "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {self.dir} "
+                "-c max_connections=300 -c fsync=on", "start")
+    self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    return self
+
+  def new_database(self) -> str:
+    """A fresh empty database; returns its URL."""
+    import sqlalchemy as sa
+    self._n += 1
+    name = f"cvjax_{os.getpid()}_{self._n}_{int(time.time() * 1000) % 10**8}"
+    eng = sa.create_engine(self.url.replace("postgresql://", "postgresql+psycopg://", 1),
+                           isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+      c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    eng.dispose()
+    return self.url.rsplit("/", 1)[0] + "/" + name
+
+  def stop(self) -> None:
+    if self.dir is not None:
+      with contextlib.suppress(Exception):
+        self._as_pg(str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate",
+                    "stop")
+      shutil.rmtree(self.dir, ignore_errors=True)
+      self.dir = None

@@ -585,8 +585,8 @@ def test_cli_roundtrip_and_failures(tmp_path, iv1_params):
     r = _cli(*args)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
-    err = [l for l in r.stderr.strip().splitlines() if l.startswith("error:")]
-    assert len(err) == 1 and msg in err[0], r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cv-jax convert: error: ") and msg in err[0], r.stderr
   # the same function in-process, for the other failures
   from cv_jax.weights.convert import convert
   for args, msg in [(("googlenet_bvlc", src, tmp_path / "o2"), "shape mismatch for mixed4a_3x3/kernel"),

@@ -158,8 +158,15 @@ def create_app(experiment_dir: str | os.PathLike, db_url: str,
 
   def write(fn, *args):
     def once():
+      kept = None
       with store.write_tx(engine) as conn:
-        return fn(conn, exp, cfg, *args, store.now_ms())
+        try:
+          return fn(conn, exp, cfg, *args, store.now_ms())
+        except study.StudyError as e:
+          if not e.keep:
+            raise
+          kept = e  # commit what was written (an expiry), then refuse
+      raise kept
     return store.retrying(once)
 
   def fail(e: study.StudyError) -> JSONResponse:
@@ -278,8 +285,11 @@ def create_app(experiment_dir: str | os.PathLike, db_url: str,
       return JSONResponse({"error": "only for SQLite; use pg_dump"}, status_code=404)
     tmp = tempfile.mkdtemp(prefix="cvjax_export_")
     out = pathlib.Path(tmp) / "human.sqlite"
-    with engine.connect() as conn:
-      conn.exec_driver_sql("VACUUM INTO ?", (str(out),))
+    raw = engine.raw_connection()  # outside any transaction (VACUUM refuses one)
+    try:
+      raw.driver_connection.execute("VACUUM INTO ?", (str(out),))
+    finally:
+      raw.close()
     return FileResponse(out, media_type="application/vnd.sqlite3", filename="human.sqlite",
                         headers=_NO_STORE, background=BackgroundTask(_rmtree, tmp))
 

@@ -37,6 +37,11 @@ def _save(fig, out) -> pathlib.Path:
   return pathlib.Path(out)
 
 
+def _legend(ax, **kw) -> None:
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(**kw)
+
+
 def _nan(x):
   return np.nan if x is None else x
 
@@ -63,7 +68,7 @@ def accuracy(results: Mapping[str, Any], out) -> pathlib.Path:
   ax.set_xticks(x, [LABELS.get(c, c) for c in conds], fontsize=9)
   ax.set_ylabel("proportion correct (%)")
   ax.set_ylim(0, 100)
-  ax.legend(fontsize=7, loc="upper right", ncols=3)
+  _legend(ax, fontsize=7, loc="upper right", ncols=3)
   ax.set_title("Accuracy per reference condition (± 2 SEM over participants)", fontsize=9)
   return _save(fig, out)
 
@@ -100,7 +105,7 @@ def confidence(results: Mapping[str, Any], out) -> pathlib.Path:
     ax.set_ylim(0, 1)
     ax.set_title(f"{subset} trials", fontsize=9)
   axes[0, 0].set_ylabel("proportion of trials")
-  axes[0, 2].legend(fontsize=7)
+  _legend(axes[0, 2], fontsize=7)
   return _save(fig, out)
 
 
@@ -123,7 +128,7 @@ def baselines(results: Mapping[str, Any], out) -> pathlib.Path:
                 rotation=20, fontsize=8)
   ax.set_ylim(0, 100)
   ax.set_ylabel("proportion correct (%)")
-  ax.legend(fontsize=7, title="humans", title_fontsize=7, loc="lower right")
+  _legend(ax, fontsize=7, title="humans", title_fontsize=7, loc="lower right")
   ax.set_title("Baselines on the participants' trials (± 2 SEM)", fontsize=9)
   return _save(fig, out)
 
@@ -182,7 +187,7 @@ def kappa_per_set(results: Mapping[str, Any], out) -> pathlib.Path:
     ax.set_xlabel("image set")
     ax.set_title(f"kappa per image set, {title} (lines: mean)", fontsize=9)
   axes[0, 0].set_ylabel("Cohen's kappa")
-  axes[0, 1].legend(fontsize=7)
+  _legend(axes[0, 1], fontsize=7)
   return _save(fig, out)
 
 
@@ -214,7 +219,7 @@ def per_layer(results: Mapping[str, Any], out) -> pathlib.Path:
   ax.set_xlabel("layer")
   ax.set_title(f"catch trials ({pl['catch_participants']} participants)", fontsize=9)
   axes[0, 0].set_ylabel("proportion correct (%)")
-  axes[0, 0].legend(fontsize=7)
+  _legend(axes[0, 0], fontsize=7)
   return _save(fig, out)
 
 
@@ -233,13 +238,13 @@ def activation_difference(results: Mapping[str, Any], out) -> pathlib.Path:
       ax.scatter(pts["x"], pts["y"], s=8, color=_colour(c), alpha=0.5,
                  label=f"{LABELS.get(c, c)} ρ={'nan' if rho is None else f'{rho:.2f}'}")
       bins = ad[br]["bins"].get(c, [])
-      ax.errorbar([b["x_mean"] for b in bins], [b["mean"] for b in bins],
-                  yerr=[b["std"] for b in bins], color=_colour(c), lw=1.2, capsize=2)
+      ax.errorbar([_nan(b["x_mean"]) for b in bins], [_nan(b["mean"]) for b in bins],
+                  yerr=[_nan(b["std"]) for b in bins], color=_colour(c), lw=1.2, capsize=2)
     rho = ad[br].get("spearman_all")
     ax.set_title(f"{br} branch (all: ρ={'nan' if rho is None else f'{rho:.2f}'})", fontsize=9)
     ax.set_xlabel("(max − min) / base activation")
     ax.set_ylim(-0.05, 1.05)
-    ax.legend(fontsize=6)
+    _legend(ax, fontsize=6)
   axes[0, 0].set_ylabel("proportion correct")
   return _save(fig, out)
 
@@ -262,7 +267,7 @@ def example_units(results: Mapping[str, Any], out) -> pathlib.Path:
     ax.set_title(f"{n}: {d['address']}", fontsize=9)
   if names:
     axes[0, 0].set_ylabel("proportion correct")
-    axes[0, 0].legend(fontsize=7)
+    _legend(axes[0, 0], fontsize=7)
   return _save(fig, out)
 
 
@@ -297,7 +302,7 @@ def exclusion(results: Mapping[str, Any], out) -> pathlib.Path:
           if c == "none" and key in ("instruction_s", "total_s"):
             ax.text(x, ax.get_ylim()[1] * 0.9, " None", fontsize=7)
     ax.set_xlabel(label, fontsize=8)
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
   ax = axes[1, 1]
   counts = list(results["postings"].values())
   if counts:

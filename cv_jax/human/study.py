@@ -42,11 +42,15 @@ ACTIVE_STATES = ("instructions", "practice", "main", "feedback")
 
 
 class StudyError(Exception):
-  """A request the study refuses: `status` is the HTTP status, `message` says why."""
+  """A request the study refuses: `status` is the HTTP status, `message` says why.
 
-  def __init__(self, status: int, message: str, **extra: Any):
+  `keep=True`: the transaction's writes so far must be committed anyway (an expiry found while
+  handling the request: the session is marked abandoned, then the request is refused).
+  """
+
+  def __init__(self, status: int, message: str, *, keep: bool = False, **extra: Any):
     super().__init__(message)
-    self.status, self.message, self.extra = status, message, extra
+    self.status, self.message, self.extra, self.keep = status, message, extra, keep
 
 
 def token_hash(token: str) -> str:
@@ -208,7 +212,7 @@ def check_active(conn: sa.Connection, exp: stim.Experiment, settings: Settings, 
     else:
       conn.execute(store.session.update().where(store.session.c.id == row.id)
                    .values(state="abandoned"))
-    raise StudyError(410, "this session has expired; its answers are kept")
+    raise StudyError(410, "this session has expired; its answers are kept", keep=True)
   return row
 
 
@@ -306,6 +310,7 @@ def state(conn: sa.Connection, exp: stim.Experiment, settings: Settings, token: 
   task = _task(exp, row)
   body: dict[str, Any] = {
       "state": row.state, "condition": row.condition,
+      "task": exp.doc.get("task", "occlusion"),
       "window": {"width": settings.min_width, "height": settings.min_height},
       "continue_delay_ms": settings.feedback_delay_ms,
       "practice_attempts_limit": settings.practice_max_attempts,
@@ -326,7 +331,7 @@ def state(conn: sa.Connection, exp: stim.Experiment, settings: Settings, token: 
 
   def desc(entry, phase, attempt, index):
     v = stim.view(exp, task, entry)
-    images.extend([v["base"], v["left"], v["right"], *v["references"]])
+    images.extend(stim.view_hashes(v))
     return stim.descriptor(v, token, phase, attempt, index)
 
   answered = _answered(conn, row.id)
@@ -342,8 +347,7 @@ def state(conn: sa.Connection, exp: stim.Experiment, settings: Settings, token: 
                                     for i, k in enumerate(draws[a]) if i not in got]}
   if st in ("instructions", "practice"):
     for e in task.get("practice", []) if stim.has_practice(task, settings) else []:
-      v = stim.view(exp, task, e)
-      images.extend([v["base"], v["left"], v["right"], *v["references"]])
+      images.extend(stim.view_hashes(stim.view(exp, task, e)))
   if st in ("instructions", "practice", "main"):
     done = {e for p, _, e, _ in answered if p == "main"}
     body["main"]["answered"] = len(done)
@@ -484,7 +488,8 @@ def finish(conn: sa.Connection, exp: stim.Experiment, settings: Settings, token:
                                     payload_json=json.dumps({"feedback": feedback})))
   from cv_jax.human import exclusion  # the analysis side's module (issue 11)
   checks, passed = exclusion.evaluate(row.condition, _rows(conn, store.response, row.id),
-                                      _rows(conn, store.event, row.id))
+                                      _rows(conn, store.event, row.id),
+                                      rules=exclusion.rules_for(exp.doc))
   code = _code()
   se = store.session
   conn.execute(se.update().where(se.c.id == row.id).values(

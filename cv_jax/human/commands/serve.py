@@ -41,7 +41,6 @@ def main(argv: list[str]) -> None:
       fail("serve", f"the admin token in {_TOKEN_FILE.value} is shorter than 16 characters")
   else:
     token = secrets.token_urlsafe(24)
-  print(f"checking {_EXP.value} against the study ...", file=sys.stderr, flush=True)
   app = create_app(_EXP.value, _DB.value, admin_token=token)
   if not _TOKEN_FILE.value:
     print(f"admin token (this run only): {token}", file=sys.stderr, flush=True)
