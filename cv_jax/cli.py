@@ -5,6 +5,7 @@ Commands:
   activations   save layer activations of images to .npz
   convert       convert weights into a cv_jax checkpoint
   featvis       render feature visualizations
+  spectrum      the mean magnitude spectrum of an image folder (for MACO)
   sweep         rank a dataset's images per unit
   occlusion     occlusion maps for one image
   experiment    the whole causal-understanding study (sweep -> ... -> report)
@@ -24,10 +25,11 @@ COMMANDS = {
     "activations": ("cv_jax.inference", "main_activations", "save layer activations to .npz"),
     "convert": ("cv_jax.weights.__main__", "main", "convert weights into a cv_jax checkpoint"),
     "featvis": ("cv_jax.featvis.__main__", "main", "render feature visualizations"),
+    "spectrum": ("cv_jax.featvis.spectrum_cli", "main", "an image folder's magnitude spectrum"),
     "sweep": ("cv_jax.sweep.__main__", "main", "rank a dataset's images per unit"),
     "occlusion": ("cv_jax.occlusion.__main__", "main", "occlusion maps for one image"),
     "experiment": ("cv_jax.experiment.__main__", "main", "the whole study, from model to report"),
-    "human": ("cv_jax.human.cli", "SUBCOMMANDS", "the human study: init, serve, status, export"),
+    "human": ("cv_jax.human.cli", "SUBCOMMANDS", "the human study: serve, analyze, simulate, ..."),
     "mis": ("cv_jax.mis.__main__", "main", "machine interpretability score (MIS) of units"),
 }
 

@@ -37,6 +37,17 @@ from cv_jax import progress as progress_lib
 from cv_jax.data.png import load_png, save_png
 
 STAGES = ("sweep", "exemplars", "featvis", "occlusion", "blur", "trials", "baselines", "report")
+STAGES_2AFC = ("sweep", "exemplars_2afc", "featvis_2afc", "trials_2afc", "report_2afc")
+"""Stages of `task = "exemplar_2afc"` (cv_jax.experiment.exemplar_2afc)."""
+TASKS = {"occlusion": STAGES, "exemplar_2afc": STAGES_2AFC}
+
+
+def stages_for(cfg) -> tuple[str, ...]:
+  """The stages of the config's task (`cfg.task`, default "occlusion")."""
+  task = cfg.get("task", "occlusion") or "occlusion"
+  if task not in TASKS:
+    raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+  return TASKS[task]
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -129,11 +140,15 @@ def parse_unit_specs(model, cfg) -> list[UnitSpec]:
     for entry in cfg[role]:
       text, b = split(entry)
       add(text, role, [b])
+  if cfg.get("task", "occlusion") == "exemplar_2afc":
+    n_sets, where = cfg.exemplar_2afc.bin_size, "exemplar_2afc.bin_size"
+  else:
+    n_sets, where = cfg.exemplars.bin_size, "exemplars.bin_size"
   for sp in specs.values():
     for b in sp.sets:
-      if b >= cfg.exemplars.bin_size:
+      if b >= n_sets:
         raise ValueError(f"unit {sp.text} uses image set {b}, but there are only "
-                         f"{cfg.exemplars.bin_size} (exemplars.bin_size)")
+                         f"{n_sets} ({where})")
   return list(specs.values())
 
 
@@ -241,7 +256,21 @@ class Experiment:
     units = [(u.id, u.layer, u.channel, sorted(u.sets.items())) for u in self.units]
     base = dict(model=model, data=_to_plain(c.data))
     if name == "sweep":
-      return dict(base, sweep=_to_plain(c.sweep), layers=sorted({u.layer for u in self.units}))
+      extra = {"k": self._sweep_k()} if c.get("task", "occlusion") == "exemplar_2afc" else {}
+      return dict(base, sweep=_to_plain(c.sweep), layers=sorted({u.layer for u in self.units}),
+                  **extra)
+    if name == "exemplars_2afc":
+      return dict(base, sweep=_to_plain(c.sweep), exemplar_2afc=_to_plain(c.exemplar_2afc),
+                  units=units)
+    if name == "featvis_2afc":
+      return dict(model=model, featvis=_to_plain(c.featvis), seed=c.seed,
+                  n_references=c.exemplar_2afc.n_references, conditions=list(c.conditions),
+                  units=[(u.id, u.layer, u.channel) for u in self.units])
+    if name == "trials_2afc":
+      return dict(self._stage_settings("exemplars_2afc"), tasks=_to_plain(c.tasks),
+                  conditions=list(c.conditions), featvis=self._stage_settings("featvis_2afc"))
+    if name == "report_2afc":
+      return dict(self._stage_settings("trials_2afc"), report_set=c.report_set)
     if name == "exemplars":
       return dict(base, sweep=_to_plain(c.sweep), exemplars=_to_plain(c.exemplars), units=units)
     if name == "featvis":
@@ -280,11 +309,15 @@ class Experiment:
                 dict(fingerprint=_fingerprint(self._stage_settings(name)), seconds=seconds,
                      settings=self._stage_settings(name), **extra))
 
-  def run(self, stages: Sequence[str] = STAGES) -> dict[str, Any]:
-    """Run the given stages in order (skipping finished ones); returns the summary dict."""
-    unknown = [s for s in stages if s not in STAGES]
+  def run(self, stages: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the given stages (default: all of the config's task) in order, skipping finished
+    ones; returns the summary dict."""
+    valid = stages_for(self.cfg)
+    stages = valid if stages is None else tuple(stages)
+    unknown = [s for s in stages if s not in valid]
     if unknown:
-      raise ValueError(f"unknown stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
+      raise ValueError(f"unknown stage {unknown[0]!r} for task "
+                       f"{self.cfg.get('task', 'occlusion')}; stages: {', '.join(valid)}")
     self.check_inputs()
     self.root.mkdir(parents=True, exist_ok=True)
     _write_json(self.root / "config.json", self.cfg)
@@ -307,11 +340,21 @@ class Experiment:
     _ = self.source, self.model, self.units
 
   # -- stages
+  def _sweep_k(self) -> int:
+    """Table depth: config.sweep.k, raised to what the 2-AFC selection needs."""
+    k = int(self.cfg.sweep.k)
+    if self.cfg.get("task", "occlusion") == "exemplar_2afc":
+      from cv_jax.experiment import exemplar_2afc as x2
+      e = self.cfg.exemplar_2afc
+      k = max(k, x2.required_depth(len(self.source), e.n_references, e.bin_size,
+                                   e.query_percentile))
+    return k
+
   def stage_sweep(self):
     from cv_jax import sweep
     c = self.cfg.sweep
     layers = sorted({u.layer for u in self.units})
-    res = sweep.run(self.model, self.source, layers, k=c.k, batch_size=c.batch_size,
+    res = sweep.run(self.model, self.source, layers, k=self._sweep_k(), batch_size=c.batch_size,
                     micro_batch=c.micro_batch, workdir=self.root / "sweep_work",
                     progress=self.progress)
     res.save(self.root / "sweep")
@@ -354,6 +397,12 @@ class Experiment:
     from cv_jax import featvis
     c = self.cfg.featvis
     fc = featvis.get_config(c.preset)
+    method = fc.get("method", "fourier")
+    if method == "accentuation":
+      raise ValueError("featvis.preset=accentuation needs seed images, which the synthetic "
+                       "condition does not have; use zimmermann2021, lucid, lucent, maco or dgn_am")
+    if method == "maco":
+      fc.size = 224  # the study's image size (MACO's own default canvas is 512)
     for key, value in c.overrides.items():
       fc[key] = value
     fc.batch = batch
@@ -582,6 +631,34 @@ class Experiment:
                                    progress=self.progress)
     return dict(report=self.rel(path))
 
+  # -- file helpers for stage modules, which must not import this module (no import circle)
+  save_png = staticmethod(save_png)
+  load_png = staticmethod(load_png)
+  write_json = staticmethod(_write_json)
+  read_json = staticmethod(_read_json)
+  to_plain = staticmethod(_to_plain)
+
+  def bar(self, iterable, desc: str):
+    """A progress bar over `iterable` when progress is on."""
+    return _bar(iterable, desc, enabled=self.progress)
+
+  # -- the 2-AFC exemplar task (cv_jax.experiment.exemplar_2afc); stage bodies in stages_2afc
+  def stage_exemplars_2afc(self):
+    from cv_jax.experiment import stages_2afc
+    return stages_2afc.exemplars(self)
+
+  def stage_featvis_2afc(self):
+    from cv_jax.experiment import stages_2afc
+    return stages_2afc.featvis(self)
+
+  def stage_trials_2afc(self):
+    from cv_jax.experiment import stages_2afc
+    return stages_2afc.trials(self)
+
+  def stage_report_2afc(self):
+    from cv_jax.experiment import stages_2afc
+    return stages_2afc.report(self)
+
   # -- summary
   def summary(self) -> dict[str, Any]:
     out: dict[str, Any] = dict(workdir=str(self.root), stages=dict(self.timings))
@@ -624,7 +701,7 @@ def format_summary(summary: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def run(cfg, *, stages: Sequence[str] = STAGES, progress: bool = True,
+def run(cfg, *, stages: Sequence[str] | None = None, progress: bool = True,
         log: Callable[[str], None] = print, model=None) -> dict[str, Any]:
   """Run (or resume) the experiment described by `cfg` (configs/experiment.py).
 

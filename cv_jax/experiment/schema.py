@@ -20,7 +20,10 @@ from typing import Any, Mapping
 
 SCHEMA_NAME = "cv_jax.experiment"
 SCHEMA_VERSION = "1.1.0"
-"""1.1.0 added the optional `instructions` (example entries of the instruction pages)."""
+"""1.1.0 added two optional fields: `instructions` (example entries of the instruction pages) and
+the top-level `task` ("occlusion", the default, or "exemplar_2afc", whose trials follow
+`schema_2afc`)."""
+TASKS = ("occlusion", "exemplar_2afc")
 CONDITIONS = ("synthetic", "natural", "mixed", "blur", "none")
 """Reference conditions, paper_spec §3 (Synthetic = "optimized" in the paper's code)."""
 N_REFERENCES = {"synthetic": 9, "natural": 9, "mixed": 9, "blur": 9, "none": 0}
@@ -44,6 +47,7 @@ SCHEMA: dict[str, Any] = {
     "properties": {
         "schema": {"const": SCHEMA_NAME},
         "schema_version": {"type": "string", "pattern": r"^1\.\d+\.\d+$"},
+        "task": {"const": "occlusion"},
         "generator": {"type": "object", "required": ["package", "version"]},
         "config": {"type": "object"},
         "model": {"type": "object", "required": ["name"],
@@ -162,10 +166,12 @@ class SchemaError(ValueError):
   """An experiment document does not follow the schema (message names the problem)."""
 
 
-def write_schema(path: str | os.PathLike) -> pathlib.Path:
-  """Write the JSON-Schema document to `path`."""
+def write_schema(path: str | os.PathLike, task: str = "occlusion") -> pathlib.Path:
+  """Write the JSON-Schema document of `task` to `path`."""
+  from cv_jax.experiment import schema_2afc
   path = pathlib.Path(path)
-  path.write_text(json.dumps(SCHEMA, indent=1) + "\n")
+  doc = SCHEMA if task == "occlusion" else schema_2afc.schema(SCHEMA_VERSION)
+  path.write_text(json.dumps(doc, indent=1) + "\n")
   return path
 
 
@@ -178,6 +184,21 @@ def validate(doc: Mapping[str, Any], root: str | os.PathLike | None = None) -> N
   condition's references (mixed: synthetic slots first), tasks referring to known trials, and,
   with `root`, that every referenced file exists.
   """
+  task = doc.get("task", "occlusion") if isinstance(doc, Mapping) else "occlusion"
+  if task not in TASKS:
+    raise SchemaError(f"unknown task {task!r}; choose one of {TASKS}")
+  if task == "exemplar_2afc":
+    from cv_jax.experiment import schema_2afc
+    for key in ("schema", "schema_version"):
+      if key not in doc:
+        raise SchemaError(f"experiment.json lacks the field {key!r}")
+    if doc["schema"] != SCHEMA_NAME:
+      raise SchemaError(f"not a {SCHEMA_NAME} document (schema = {doc['schema']!r})")
+    if str(doc["schema_version"]).split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+      raise SchemaError(f"schema_version {doc['schema_version']} is not compatible with "
+                        f"{SCHEMA_VERSION}")
+    schema_2afc.validate_2afc(doc, root, error=SchemaError)
+    return
   try:
     import jsonschema
   except ImportError:  # pragma: no cover - the semantic checks still run

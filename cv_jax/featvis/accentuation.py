@@ -14,7 +14,8 @@ Each step (faccent `render_vis` with `standard_box_transforms`; successors_spec 
   regulariser r = mean over crops and positions of ‖a(image) − a(seed)‖₂ over the channels of
   `reg_layer` (faccent `l2_compare`); maximised: o − reg_alpha · β · r, where β = Σ|∂o/∂params|
   / Σ|∂r/∂params| measured once at step 0 (faccent's balance), per image.
-* the transparency map accumulates |∂o/∂image| (the objective alone, as faccent).
+* the transparency map accumulates |∂o/∂image| (the objective alone, as faccent; a second
+  backward pass; `transparency=False` skips it).
 """
 
 from __future__ import annotations
@@ -100,8 +101,7 @@ class Engine:
     self.U, self.B = len(self.units), self.n_seeds
     self.reg_layers = tuple(cfg.reg_layer or u.layer for u in self.units)
     self.layers = tuple(sorted(set(driver.unit_layers(self.units)) | set(self.reg_layers)))
-    from cv_jax.featvis.loop import make_optimizer
-    self.optimizer = make_optimizer(cfg)
+    self.optimizer = driver.make_optimizer(cfg)
     self.advance = jax.jit(self._advance)
     self.images = jax.jit(self._images)
     self.balance = jax.jit(self._balance)
@@ -165,12 +165,18 @@ class Engine:
   def step(self, state, i, seeds, mparams, idx, ukeys, beta):
     params, opt_state, transp, _, _ = state
     w = float(self.cfg.reg_alpha) * beta
-    obj, reg, g_obj, g_reg, vjp_p = self._grads(params, seeds, mparams, idx,
-                                                self.step_keys(ukeys, i))
-    g_img = g_obj - w[:, :, None, None, None] * g_reg  # gradient of the maximised total
+    keys = self.step_keys(ukeys, i)
+    if self.cfg.transparency:
+      obj, reg, g_obj, g_reg, vjp_p = self._grads(params, seeds, mparams, idx, keys)
+      g_img = g_obj - w[:, :, None, None, None] * g_reg  # gradient of the maximised total
+      transp = transp + jnp.abs(g_obj)
+    else:  # one backward pass of the total
+      images, vjp_p = jax.vjp(self._images, params)
+      (obj, reg), vjp_i = jax.vjp(lambda im: self.terms(im, seeds, mparams, idx, keys), images)
+      (g_img,) = vjp_i((jnp.ones_like(obj), -w))
     (g,) = vjp_p(-g_img)
     updates, opt_state = self.optimizer.update(g, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state, transp + jnp.abs(g_obj), obj, reg)
+    return optax.apply_updates(params, updates), opt_state, transp, obj, reg
 
   def _advance(self, state, start, stop, seeds, mparams, idx, ukeys, beta):
     return jax.lax.fori_loop(
@@ -183,16 +189,12 @@ class Engine:
     return driver.channel_means(acts, self.units, idx, self.B)
 
 
-_ENGINES: dict = {}
-
-
 def render(model, units, cfg, seed_images, *, key=None, progress: bool = True) -> dict:
   """Accentuations of every seed for every unit: images (U, S, size, size, 3).
 
   Extra keys: `transparency` (U, S, size, size, 3), `regularizer` (U, S) at the last step,
   `balance` (U, S) β, `seed_activation` (U, S) the unit's activation on each seed, and `seeds`.
   """
-  from cv_jax.featvis.loop import _freeze
   if seed_images is None:
     raise ValueError("the accentuation preset needs seed images: render(..., seed_images=...) "
                      "or --seed_images=a.jpg,b.jpg")
@@ -200,10 +202,9 @@ def render(model, units, cfg, seed_images, *, key=None, progress: bool = True) -
   driver.check_units(units, "accentuation")
   size = int(cfg.size)
   seeds = load_seeds(seed_images, size)
-  ekey = (id(model), tuple(units), len(seeds), _freeze(cfg))
-  if ekey not in _ENGINES:
-    _ENGINES[ekey] = Engine(model, tuple(units), len(seeds), cfg)
-  eng = _ENGINES[ekey]
+  ekey = ("featvis.accentuation", tuple(u.layer for u in units), len(seeds),
+          driver.freeze_config(cfg))
+  eng = model.program(ekey, lambda: Engine(model, tuple(units), len(seeds), cfg))
   key = jax.random.PRNGKey(int(cfg.seed)) if key is None else key
   steps = int(cfg.steps)
   spec = np.stack([seed_to_spectrum(s, cfg.decay_power, cfg.logit_eps) for s in seeds])

@@ -141,9 +141,6 @@ class Engine:
     return driver.channel_means(acts, self.units, idx, self.B)
 
 
-_ENGINES: dict = {}
-
-
 def check_config(cfg) -> None:
   """ValueError for settings DGN-AM cannot run with."""
   if int(cfg.batch) < 1 or int(cfg.steps) < 0 or int(cfg.size) < 1:
@@ -164,15 +161,14 @@ def render(model, units, cfg, *, generator=None, key=None, progress: bool = True
   check_config(cfg)
   driver.check_units(units, "DGN-AM")
   if generator is None:
-    from cv_jax.models.deepsim_weights import load_generator
+    from cv_jax.weights.generator import load_generator
     generator = load_generator(cfg.get("generator") or None)
   spec = generator.spec
   n = deepsim.code_size(spec)
-  from cv_jax.featvis.loop import _freeze
-  ekey = (id(model), spec, tuple(units), _freeze(cfg))
-  if ekey not in _ENGINES:
-    _ENGINES[ekey] = Engine(model, spec, tuple(units), cfg)
-  eng = _ENGINES[ekey]
+  # steps is part of the key: the step-size schedule is built from it
+  ekey = ("featvis.dgn_am", spec, tuple(u.layer for u in units), int(cfg.steps),
+          driver.freeze_config(cfg))
+  eng = model.program(ekey, lambda: Engine(model, spec, tuple(units), cfg))
   upper = (jnp.asarray(read_bounds(cfg.code_bounds, n)) if cfg.get("code_bounds")
            else jnp.full((n,), jnp.inf, jnp.float32))
   z = jnp.asarray(start_codes(cfg, eng.U, eng.B, n))

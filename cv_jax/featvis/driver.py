@@ -5,20 +5,58 @@
   (chunk boundaries at the snapshot thresholds and, with progress, ~50 chunks for a tqdm bar).
 * `unit_layers`, `channel_means`: the unit objective (spatial-mean channel activation, as in
   the Lucid renderer) for many units whose image rows are stacked in one batch.
-* `unit_keys`: per-unit PRNG keys from the unit names, so that a unit gets the same images
+* `unit_key(s)`: per-unit PRNG keys from the unit names, so that a unit gets the same images
   whether it is rendered alone or with others.
+* `make_optimizer`, `freeze_config`: the config's optax optimiser, and the hashable part of a
+  config that decides the compiled program (used as `Network.program` keys).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+import zlib
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from cv_jax import models
+from cv_jax.featvis import objectives as obj_lib
+
+
+def make_optimizer(cfg) -> optax.GradientTransformation:
+  """optax optimiser from config (`optimizer` name, `lr`); Adam uses TF/torch defaults."""
+  name = cfg.get("optimizer", "adam")
+  if name == "adam":
+    return optax.adam(cfg.lr, b1=0.9, b2=0.999, eps=1e-8)
+  if name == "sgd":
+    return optax.sgd(cfg.lr)
+  if hasattr(optax, name):
+    return getattr(optax, name)(cfg.lr)
+  raise ValueError(f"unknown optimizer {name!r}")
+
+
+def unit_key(init_key: jax.Array, unit) -> jax.Array:
+  """The initialisation key of one unit (stable across processes: crc32 of its name)."""
+  name = str(unit) if not isinstance(unit, obj_lib.Objective) else unit.name
+  return jax.random.fold_in(init_key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+def freeze_config(cfg) -> tuple:
+  """The config as a hashable tuple, without the fields that do not change the program."""
+  d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+  for k in ("units", "seed", "steps", "thresholds", "out"):
+    d.pop(k, None)
+
+  def fr(v):
+    if isinstance(v, dict):
+      return tuple(sorted((k, fr(x)) for k, x in v.items()))
+    if isinstance(v, (list, tuple)):
+      return tuple(fr(x) for x in v)
+    return v
+  return fr(d)
 
 
 def check_units(units: Sequence, method: str) -> None:
@@ -30,8 +68,7 @@ def check_units(units: Sequence, method: str) -> None:
 
 
 def unit_keys(key: jax.Array, units: Sequence) -> jax.Array:
-  """(U, 2) keys, one per unit, from `key` and each unit's name (see `loop.unit_key`)."""
-  from cv_jax.featvis.loop import unit_key
+  """(U, 2) keys, one per unit, from `key` and each unit's name (`unit_key`)."""
   return jnp.stack([unit_key(key, u) for u in units])
 
 

@@ -71,10 +71,9 @@ def box_size_at(cfg, i: jax.Array, steps: jax.Array) -> jax.Array:
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
   """nadam (optax's Nesterov Adam), adam or any optax optimiser named in config, at cfg.lr."""
-  from cv_jax.featvis.loop import make_optimizer as base
   if cfg.optimizer == "nadam":
     return optax.nadam(cfg.lr, b1=0.9, b2=0.999, eps=1e-7)
-  return base(cfg)
+  return driver.make_optimizer(cfg)
 
 
 def check_config(cfg) -> None:
@@ -161,16 +160,11 @@ class Engine:
     return driver.channel_means(acts, self.units, idx, self.B)
 
 
-_ENGINES: dict = {}
-
-
 def get_engine(model, units, cfg) -> Engine:
-  """The cached engine for these units and config (the compiled program is reused)."""
-  from cv_jax.featvis.loop import _freeze
-  key = (id(model), tuple(units), _freeze(cfg))
-  if key not in _ENGINES:
-    _ENGINES[key] = Engine(model, tuple(units), cfg)
-  return _ENGINES[key]
+  """The engine for these units' layers and config, kept on `model` (`model.program`); channels
+  are runtime arguments, so other channels of the same layers reuse it."""
+  key = ("featvis.maco", tuple(u.layer for u in units), driver.freeze_config(cfg))
+  return model.program(key, lambda: Engine(model, tuple(units), cfg))
 
 
 def magnitude_for(cfg) -> np.ndarray:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import zlib
 from typing import Any
 
 import jax
@@ -34,6 +33,8 @@ from cv_jax import models
 from cv_jax.featvis import objectives as obj_lib
 from cv_jax.featvis import param as param_lib
 from cv_jax.featvis import transform as tr
+from cv_jax.featvis.driver import freeze_config as _freeze
+from cv_jax.featvis.driver import make_optimizer, unit_key
 from cv_jax.progress import bar as progress_bar, status
 
 
@@ -57,18 +58,6 @@ def parse_units(model, units) -> list:
   return out
 
 
-def make_optimizer(cfg) -> optax.GradientTransformation:
-  """optax optimiser from config (`optimizer` name, `lr`); Adam uses TF/torch defaults."""
-  name = cfg.get("optimizer", "adam")
-  if name == "adam":
-    return optax.adam(cfg.lr, b1=0.9, b2=0.999, eps=1e-8)
-  if name == "sgd":
-    return optax.sgd(cfg.lr)
-  if hasattr(optax, name):
-    return getattr(optax, name)(cfg.lr)
-  raise ValueError(f"unknown optimizer {name!r}")
-
-
 def make_pipeline(cfg) -> tr.Pipeline:
   """The transform pipeline of a config (`mode`, `transforms` spec)."""
   return tr.from_spec(cfg.transforms, cfg.mode)
@@ -79,12 +68,6 @@ def make_param(cfg) -> param_lib.ImageParam:
   return param_lib.image_param(cfg.size + 2 * cfg.pad, batch=cfg.batch, fft=cfg.fft,
                                decorrelate=cfg.decorrelate, sigmoid=cfg.sigmoid, sd=cfg.sd,
                                decay_power=cfg.decay_power, flavor=cfg.mode)
-
-
-def unit_key(init_key: jax.Array, unit) -> jax.Array:
-  """The initialisation key of one unit (stable across processes: crc32 of its name)."""
-  name = str(unit) if not isinstance(unit, obj_lib.Objective) else unit.name
-  return jax.random.fold_in(init_key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
 @dataclasses.dataclass
@@ -121,13 +104,11 @@ class Engine:
   def _images(self, params):
     return jax.vmap(self.param)(params)  # (U, B, H, W, 3)
 
-  def loss(self, params, mparams, idx, step, draws):
-    """-(Σ_u objective_u) and aux (per-image unit activations (U, B), diversity (U,))."""
-    cfg, U, B = self.cfg, self.U, self.B
-    imgs = self._images(params)
-    flat = imgs.reshape((U * B,) + imgs.shape[2:])
+  def _tail(self, mparams, idx, step):
+    """tail(x, imgs): model on the transformed batch x, -(Σ_u objective_u) and aux."""
+    cfg, B = self.cfg, self.B
 
-    def tail(x):
+    def tail(x, imgs):
       acts = self.model.apply(mparams, x, self.layers, relu=cfg.relu, step=step) if self.layers else {}
       total = jnp.zeros((), jnp.float32)
       per, divs = [], []
@@ -145,23 +126,38 @@ class Engine:
           else:
             divs.append(jnp.zeros((), jnp.float32))
         else:
-          def T(name, sl=sl):
+          def T(name, sl=sl, u=u):
             return imgs[u] if name == "input" else acts[name][sl]
           v = val(T)
           total = total + v
           per.append(jnp.full((B,), jnp.nan, jnp.float32))
           divs.append(jnp.zeros((), jnp.float32))
       return -total, (jnp.stack(per), jnp.stack(divs))
+    return tail
 
-    return self.pipeline.run(flat, draws, tail)
+  def loss(self, params, mparams, idx, step, draws):
+    """-(Σ_u objective_u) and aux (per-image unit activations (U, B), diversity (U,))."""
+    imgs = self._images(params)
+    flat = imgs.reshape((self.U * self.B,) + imgs.shape[2:])
+    tail = self._tail(mparams, idx, step)
+    return self.pipeline.run(flat, draws, lambda x: tail(x, imgs))
+
+  def loss_and_grad(self, params, mparams, idx, step, draws):
+    """`((loss, aux), d loss / d params)`: `jax.value_and_grad(self.loss, has_aux=True)`'s
+    numbers, with each random-scale branch holding its own backward pass
+    (`Pipeline.value_and_grad`)."""
+    imgs, back = jax.vjp(self._images, params)
+    flat = imgs.reshape((self.U * self.B,) + imgs.shape[2:])
+    out, (g_flat, g_imgs) = self.pipeline.value_and_grad(
+        self._tail(mparams, idx, step), flat, draws, imgs)
+    return out, back(g_flat.reshape(imgs.shape) + g_imgs)[0]
 
   def _make_step(self):
     def step(state, i, mparams, idx, tkey):
       """One optimisation step i (0-based) on state (params, opt_state, per-image unit terms, diversity, total objective)."""
       params, opt_state, _, _, _ = state
       draws = self.pipeline.draw(jax.random.fold_in(tkey, i))
-      (loss, (per, divs)), g = jax.value_and_grad(self.loss, has_aux=True)(
-          params, mparams, idx, i, draws)
+      (loss, (per, divs)), g = self.loss_and_grad(params, mparams, idx, i, draws)
       updates, opt_state = self.optimizer.update(g, opt_state, params)
       params = optax.apply_updates(params, updates)
       return params, opt_state, per, divs, -loss
@@ -192,23 +188,6 @@ class Engine:
     opt_state = self.optimizer.init(params)
     z = jnp.zeros((self.U, self.B), jnp.float32)
     return (params, opt_state, z, jnp.zeros((self.U,), jnp.float32), jnp.zeros((), jnp.float32))
-
-
-def _freeze(cfg) -> tuple:
-  d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-  d.pop("units", None)
-  d.pop("seed", None)
-  d.pop("steps", None)
-  d.pop("thresholds", None)
-  d.pop("out", None)
-
-  def fr(v):
-    if isinstance(v, dict):
-      return tuple(sorted((k, fr(x)) for k, x in v.items()))
-    if isinstance(v, (list, tuple)):
-      return tuple(fr(x) for x in v)
-    return v
-  return fr(d)
 
 
 def get_engine(model, units, cfg, optimizer=None) -> Engine:

@@ -23,13 +23,15 @@ def contact_sheet(images: np.ndarray, gap: int = 4) -> np.ndarray:
 
 def write_outputs(out: dict, folder: str) -> None:
   """`render`'s result into `folder`: `<unit>/image_<b>.png` per image, `contact_sheet.png` and
-  `featvis.npz` (units, images, objective, activation, diversity)."""
+  `featvis.npz` (units, images, objective, activation, diversity, and `transparency` when the
+  method gives one)."""
   os.makedirs(folder, exist_ok=True)
   for name, imgs in zip(out["units"], out["images"]):
     sub = os.path.join(folder, re.sub(r"[^A-Za-z0-9_.-]+", "_", name))
     for b, im in enumerate(imgs):
       save_png(os.path.join(sub, f"image_{b}.png"), im)
   save_png(os.path.join(folder, "contact_sheet.png"), contact_sheet(out["images"]))
+  extra = {k: out[k] for k in ("transparency",) if k in out}
   np.savez(os.path.join(folder, "featvis.npz"), units=np.asarray(out["units"]),
            images=out["images"], objective=out["objective"], activation=out["activation"],
-           diversity=out["diversity"])
+           diversity=out["diversity"], **extra)

@@ -22,7 +22,7 @@ from typing import Mapping
 import numpy as np
 
 from cv_jax.models import deepsim
-from cv_jax.models.weights import WeightsError
+from cv_jax.weights.errors import WeightsError
 
 HOW_TO_GET = ("get generator.caffemodel (fc6) from the DeePSiM release (release_deepsim_v0.zip, "
               "see docs/featvis.md, section DGN-AM) or a PyTorch port's upconvGAN_fc6.pt")
@@ -88,10 +88,10 @@ def read_generator(path: str | os.PathLike, spec=deepsim.FC6) -> dict:
     raise WeightsError(f"generator weights not found at {path}; {HOW_TO_GET}")
   suffix = path.suffix.lower()
   if suffix == ".caffemodel":
-    from cv_jax.convert.caffe import read_caffemodel
+    from cv_jax.weights.formats.caffe import read_caffemodel
     return from_blobs(read_caffemodel(path), spec, str(path))
   if suffix in (".pt", ".pth"):
-    from cv_jax.convert.torch_pickle import load_state_dict
+    from cv_jax.weights.formats.torch_pickle import load_state_dict
     return from_torch_state_dict(load_state_dict(path), spec, str(path))
   if suffix == ".npz":
     try:
