@@ -32,8 +32,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cv_jax.sweep.exemplars import select_exemplars
-
 SIDES = ("max", "min")
 QUERY_PERCENTILE = 0.1
 
@@ -84,6 +82,8 @@ def select_2afc(top_ids: Sequence[int], bot_ids: Sequence[int], n_images: int, *
                        f"{query_percentile}, {n_images} images) needs {need}; sweep with "
                        f"k >= {need}")
     if query_percentile is None:
+      # imported here: cv_jax.sweep imports JAX, and cv_jax.human (no JAX) imports this module
+      from cv_jax.sweep.exemplars import select_exemplars
       ex = select_exemplars(ranked, n_bins=n_references + 1, bin_size=bin_size,
                             seed=channel + 1 if side == "max" else channel, kind=side,
                             permute_query_bin=True)
