@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     return 1
   results = []
   for n in names:
-    print(f"[{n}] running (load/core {load_per_core():.2f}) ...", flush=True)
+    print(f"[{n}] running ...", flush=True)
     r = run_module(n, args.quick, args.timeout)
     print(f"[{n}] {'error: ' + r['error'] if r['error'] else 'done'}", flush=True)
     results.append(r)
