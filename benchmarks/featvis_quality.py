@@ -8,8 +8,15 @@ paper's premise is that synthetic images are extremely activating (ratio > 1).
 
     PYTHONPATH=. python benchmarks/featvis_quality.py --steps 2561 --batch 9      # the paper
     PYTHONPATH=. python benchmarks/featvis_quality.py --steps 128 --batch 1       # CPU-sized
+    PYTHONPATH=. python benchmarks/featvis_quality.py --method maco --steps 16 --crops 4
+    PYTHONPATH=. python benchmarks/featvis_quality.py --method accentuation --steps 16 --crops 2
+    PYTHONPATH=. python benchmarks/featvis_quality.py --method dgn_am --generator G.caffemodel
+    PYTHONPATH=. python benchmarks/featvis_quality.py --compare   # the side-by-side sheet
 
-Writes docs/figures/featvis_contact_sheet.png and featvis_quality.md (the table) to --out.
+Writes docs/figures/featvis_contact_sheet.png and featvis_quality.md (the table) to --out; other
+methods write featvis_quality_<method>.md / .npz and featvis_<method>_sheet.png, and --compare
+draws featvis_priors_sheet.png (one block of rows per 6 units: Lucid-FFT, MACO, accentuation
+and DGN-AM when its run exists) from the saved images.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cv_jax import data, featvis, models, paper_units as paper
-from cv_jax.featvis.__main__ import contact_sheet
+from cv_jax.featvis.outputs import contact_sheet
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", ROOT.parent / "shared"))
@@ -53,10 +60,11 @@ def natural_max(model, us, paths, batch=50):
   return best
 
 
-def report(us, act, nat_v, args, dt, pad):
+def report(us, act, nat_v, args, dt, pad, header=None):
   """Markdown table. A natural max <= 0 makes the ratio meaningless; then 'exceeds' is shown."""
-  lines = [f"BVLC GoogLeNet, zimmermann2021 preset with steps={args.steps}, batch={args.batch}, "
-           f"size={args.size} (canvas {args.size + 2 * pad}); natural max over "
+  header = header or (f"BVLC GoogLeNet, zimmermann2021 preset with steps={args.steps}, "
+                      f"batch={args.batch}, size={args.size} (canvas {args.size + 2 * pad})")
+  lines = [f"{header}; natural max over "
            f"{args.n_images} ImageNet samples; render wall time {dt:.0f}s (incl. compile).", "",
            "| unit (BVLC) | branch address | natural max | synthetic (min / mean over batch) | ratio min / mean |",
            "|---|---|---|---|---|"]
@@ -85,7 +93,19 @@ def main():
   ap.add_argument("--n_images", type=int, default=1000)
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--out", default=str(ROOT / "docs" / "figures"))
+  ap.add_argument("--method", default="fourier",
+                  choices=("fourier", "maco", "accentuation", "dgn_am"))
+  ap.add_argument("--crops", type=int, default=4, help="maco/accentuation crops per step")
+  ap.add_argument("--canvas", type=int, default=256, help="maco canvas")
+  ap.add_argument("--seed_image", default="n01440764_tench.JPEG",
+                  help="accentuation seed (a file of the sample folder), shared by all units")
+  ap.add_argument("--generator", default="", help="dgn_am generator weights")
+  ap.add_argument("--code_bounds", default="", help="dgn_am act_range/3x/fc6.txt")
+  ap.add_argument("--compare", action="store_true", help="only draw the side-by-side sheet")
   args = ap.parse_args()
+  if args.compare:
+    compare_sheet(pathlib.Path(args.out))
+    return
   os.makedirs(args.out, exist_ok=True)
   model = models.load("googlenet_bvlc", SHARED / "models" / "bvlc_googlenet" / "bvlc_googlenet_blobs.npz")
   us = paper.paper_units(model)
@@ -100,12 +120,14 @@ def main():
     print(f"natural sweep: {len(paths)} images in {time.time() - t:.0f}s")
     np.savez(cache, units=list(nat), value=[v for v, _ in nat.values()],
              path=[p for _, p in nat.values()])
+  nat_v = np.asarray([nat[str(u)][0] for u in us], np.float32)
+  if args.method != "fourier":
+    return other_method(model, us, nat_v, args)
   cfg = featvis.get_config("zimmermann2021")
   cfg.steps, cfg.batch, cfg.size, cfg.seed = args.steps, args.batch, args.size, args.seed
   t = time.time()
   out = featvis.render(model, us, cfg, progress=True)
   dt = time.time() - t
-  nat_v = np.asarray([nat[str(u)][0] for u in us], np.float32)
   lines = report(us, out["activation"], nat_v, args, dt, cfg.pad)
   text = "\n".join(lines)
   print(text)
@@ -118,6 +140,83 @@ def main():
   np.savez_compressed(pathlib.Path(args.out) / "featvis_quality.npz", units=[str(u) for u in us],
                       activation=out["activation"], natural_max=nat_v, objective=out["objective"],
                       images=(np.clip(out["images"], 0, 1) * 255).astype(np.uint8))
+
+
+def other_method(model, us, nat_v, args):
+  """MACO / accentuation / DGN-AM run of the 18 units in one program; table, sheet, npz."""
+  from PIL import Image
+  cfg = featvis.get_config(args.method)
+  cfg.steps, cfg.seed = args.steps, args.seed
+  kw = {}
+  if args.method == "maco":
+    cfg.size, cfg.crops, cfg.crop_chunk = args.canvas, args.crops, args.crops
+    header = (f"BVLC GoogLeNet, maco preset with steps={args.steps}, crops={args.crops}, "
+              f"canvas={args.canvas} (Xplique: 256 steps, 32 crops, 512 px)")
+  elif args.method == "accentuation":
+    cfg.crops = args.crops
+    kw["seed_images"] = [SHARED / "data" / "imagenet_samples" / args.seed_image]
+    header = (f"BVLC GoogLeNet, accentuation preset with steps={args.steps}, crops={args.crops}, "
+              f"seed {args.seed_image}, reg layer = the unit's layer (faccent: 99 steps, 16 "
+              "transforms)")
+  else:
+    from cv_jax.weights.generator import load_generator
+    kw["generator"] = load_generator(args.generator)
+    cfg.code_bounds = args.code_bounds
+    header = f"BVLC GoogLeNet, dgn_am preset with steps={args.steps}"
+  t = time.time()
+  out = featvis.render(model, us, cfg, progress=True, **kw)
+  dt = time.time() - t
+  lines = report(us, out["activation"], nat_v, args, dt, 0, header)
+  if args.method == "accentuation":
+    sa = out["seed_activation"][:, 0]
+    lines += ["", "seed activation per unit: " + ", ".join(f"{v:.1f}" for v in sa)]
+  text = "\n".join(lines)
+  print(text)
+  outdir = pathlib.Path(args.out)
+  (outdir / f"featvis_quality_{args.method}.md").write_text(text + "\n")
+  thumbs = np.stack([np.asarray(Image.fromarray((np.clip(im, 0, 1) * 255).astype(np.uint8))
+                                .resize((112, 112), Image.BILINEAR)) for im in out["images"][:, 0]])
+  np.savez_compressed(outdir / f"featvis_quality_{args.method}.npz", units=[str(u) for u in us],
+                      activation=out["activation"], natural_max=nat_v, objective=out["objective"],
+                      thumbs=thumbs, wall_s=dt)
+  Image.fromarray(contact_sheet(thumbs.reshape((3, 6) + thumbs.shape[1:]) / 255.0)).save(
+      outdir / f"featvis_{args.method}_sheet.png")
+
+
+def lucid_thumbs(outdir: pathlib.Path) -> np.ndarray:
+  """The 18 Lucid-FFT images (112 px) cut from the committed 3 x 6 contact sheet."""
+  from PIL import Image
+  sheet = np.asarray(Image.open(outdir / "featvis_contact_sheet.png").convert("RGB"))
+  gap, n = 2, 112
+  return np.stack([sheet[gap + i * (n + gap):gap + i * (n + gap) + n,
+                         gap + j * (n + gap):gap + j * (n + gap) + n] for i in range(3)
+                   for j in range(6)])
+
+
+def compare_sheet(outdir: pathlib.Path) -> None:
+  """featvis_priors_sheet.png: per block of 6 units, one row per method (Lucid-FFT, MACO,
+  accentuation, DGN-AM if run), 112 px thumbnails, labelled at the left."""
+  from PIL import Image, ImageDraw
+  rows = [("Lucid FFT", lucid_thumbs(outdir))]
+  for m, label in (("maco", "MACO"), ("accentuation", "accent."), ("dgn_am", "DGN-AM")):
+    f = outdir / f"featvis_quality_{m}.npz"
+    if f.exists():
+      rows.append((label, np.load(f)["thumbs"]))
+  n, gap, left = 112, 2, 70
+  nr = len(rows)
+  h = 3 * nr * (n + gap) + 2 * 8 + gap
+  w = left + 6 * (n + gap) + gap
+  canvas = Image.new("RGB", (w, h), "white")
+  draw = ImageDraw.Draw(canvas)
+  for blk in range(3):
+    y0 = blk * (nr * (n + gap) + 8)
+    for r, (label, th) in enumerate(rows):
+      y = y0 + gap + r * (n + gap)
+      draw.text((4, y + n // 2 - 6), label, fill="black")
+      for j in range(6):
+        canvas.paste(Image.fromarray(th[blk * 6 + j]), (left + gap + j * (n + gap), y))
+  canvas.save(outdir / "featvis_priors_sheet.png", optimize=True)
+  print(f"wrote {outdir / 'featvis_priors_sheet.png'} ({len(rows)} methods)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Feature-visualisation presets for `python -m cv_jax.featvis --config=configs/featvis.py:NAME`.
 
-NAME is one of zimmermann2021 (default), lucid, lucent; see `cv_jax.featvis.config`.
+NAME is one of zimmermann2021 (default), lucid, lucent, maco, accentuation, dgn_am; see
+`cv_jax.featvis.config`.
 """
 
 from cv_jax.featvis.config import get_config as _get

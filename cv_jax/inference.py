@@ -11,11 +11,12 @@ say otherwise.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Iterator, Sequence
 
 import numpy as np
 from absl import flags
+
+from cv_jax.cli_support import UsageError, check_files, load_model
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "googlenet_bvlc", "Model name (see cv_jax.models.available()).")
@@ -28,10 +29,6 @@ flags.DEFINE_string("labels", None, "classify: label file, one class per line (d
 flags.DEFINE_list("layers", ["softmax2"], "activations: layer names (Lucid names; Caffe aliases for BVLC).")
 flags.DEFINE_string("output", "activations.npz", "activations: output .npz path.")
 flags.DEFINE_boolean("spatial_mean", False, "activations: store the spatial mean of spatial layers.")
-
-
-class UsageError(Exception):
-  """Bad input from the command line; printed as one line."""
 
 
 def _batches(paths: Sequence[str], batch_size: int, resize: int, crop: int) -> Iterator[np.ndarray]:
@@ -54,14 +51,11 @@ def run_model(model_name: str, weights: str | None, paths: Sequence[str], layers
   """Activations of `layers` for image files, batched and jit-compiled once per batch shape."""
   import jax
   from tqdm import tqdm
-  from cv_jax import models
 
   if not paths:
-    raise UsageError("no images given")
-  missing = [p for p in paths if not os.path.isfile(p)]
-  if missing:
-    raise UsageError(f"image not found: {missing[0]}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
-  model = models.load(model_name, weights)
+    raise UsageError("no images given; pass image files as arguments")
+  check_files(paths)
+  model = load_model(model_name, weights)
   layers = [model.resolve(l) for l in layers]
 
   @jax.jit
@@ -86,18 +80,6 @@ def run_model(model_name: str, weights: str | None, paths: Sequence[str], layers
   return {l: np.concatenate(v) for l, v in chunks.items()}
 
 
-def _guard(fn):
-  def wrapped(argv):
-    from cv_jax.models import WeightsError
-    try:
-      return fn(argv)
-    except (UsageError, WeightsError, ValueError) as e:
-      print(f"{argv[0]}: error: {e}", file=sys.stderr)
-      sys.exit(1)
-  return wrapped
-
-
-@_guard
 def main_classify(argv: Sequence[str]) -> None:
   """Print the top labels of each image."""
   from cv_jax.models.labels import labels_for
@@ -111,7 +93,6 @@ def main_classify(argv: Sequence[str]) -> None:
       print(f"  {p[i]:7.4f}  {i:4d}  {labels[i]}")
 
 
-@_guard
 def main_activations(argv: Sequence[str]) -> None:
   """Save the requested layers' activations (N, ...) to an .npz, with the image paths."""
   paths = list(argv[1:])

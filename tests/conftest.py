@@ -5,6 +5,9 @@ import pathlib
 
 import pytest
 
+# Under CI=true a skipped test is a failure (cv_jax/testing/ci_no_skips.py).
+pytest_plugins = ["cv_jax.testing.ci_no_skips"]
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", REPO.parent / "shared"))
 BVLC_DIR = SHARED / "models" / "bvlc_googlenet"

@@ -200,6 +200,18 @@ def test_server_without_range_starts_over(env, mirror, served):
   assert path.read_bytes() == (served / rel).read_bytes()
 
 
+def test_file_of_another_size_refused_at_once(env, mirror, monkeypatch):
+  """A mirror serving a different file (its Content-Length says so) is refused, nothing kept."""
+  (real,) = catalog._files("googlenet_bvlc")
+  wrong = RemoteFile(url=real.url, size=real.size + 10, digest=real.digest,
+                     mirror_path=real.mirror_path)
+  files = {"googlenet_bvlc": (wrong,)}
+  monkeypatch.setattr(catalog, "_files", lambda name: files[name])
+  with pytest.raises(assets.AssetError, match=r"is [\d,]+ bytes, expected [\d,]+: not the recorded"):
+    assets.locate("googlenet_bvlc", progress=False)
+  assert len(mirror.requests) == 1 and not list(env.rglob("*.part"))
+
+
 def test_offline_one_line(env, monkeypatch):
   monkeypatch.setenv("CV_JAX_MIRROR", "http://127.0.0.1:9")  # discard port: refused
   with pytest.raises(assets.AssetError) as e:

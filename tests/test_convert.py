@@ -16,6 +16,7 @@ import subprocess
 import sys
 import urllib.error
 
+import chex
 import numpy as np
 import pytest
 
@@ -36,12 +37,9 @@ def _env():
 
 
 def _assert_params_equal(got, want):
-  assert set(got) == set(want)
-  for layer in want:
-    for k in ("kernel", "bias"):
-      g, w = np.asarray(got[layer][k]), np.asarray(want[layer][k])
-      assert g.shape == w.shape, (layer, k, g.shape, w.shape)
-      np.testing.assert_array_equal(g, w, err_msg=f"{layer}/{k}")
+  """Same layers, shapes and values, bit for bit (chex tree assertion)."""
+  chex.assert_trees_all_equal_shapes(got, want)
+  chex.assert_trees_all_equal(got, want)
 
 
 @pytest.fixture(scope="module")
@@ -587,8 +585,8 @@ def test_cli_roundtrip_and_failures(tmp_path, iv1_params):
     r = _cli(*args)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
-    err = [l for l in r.stderr.strip().splitlines() if l.startswith("error:")]
-    assert len(err) == 1 and msg in err[0], r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cv-jax convert: error: ") and msg in err[0], r.stderr
   # the same function in-process, for the other failures
   from cv_jax.weights.convert import convert
   for args, msg in [(("googlenet_bvlc", src, tmp_path / "o2"), "shape mismatch for mixed4a_3x3/kernel"),

@@ -165,13 +165,8 @@ def test_unit_id():
 
 
 def _configs():
-  import importlib.util
-  import pathlib
-  path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "experiment.py"
-  spec = importlib.util.spec_from_file_location("exp_configs_t", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  from cv_jax.experiment import config
+  return config
 
 
 def test_configs_units_are_the_papers():

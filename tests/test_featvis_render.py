@@ -118,7 +118,7 @@ def test_bad_inputs_raise(bvlc_model):
 
 
 def test_cli_outputs(tmp_path):
-  from cv_jax.featvis.__main__ import write_outputs
+  from cv_jax.featvis.outputs import write_outputs
   rs = np.random.RandomState(0)
   out = dict(units=["mixed4a_pre_relu:490", "mixed3a_pre_relu:5"],
              images=rs.rand(2, 3, 8, 8, 3).astype(np.float32), objective=rs.rand(2, 3),
@@ -126,7 +126,8 @@ def test_cli_outputs(tmp_path):
   write_outputs(out, str(tmp_path))
   from PIL import Image
   im = np.asarray(Image.open(tmp_path / "mixed4a_pre_relu_490" / "image_2.png"))
-  np.testing.assert_array_equal(im, np.clip(out["images"][0, 2] * 255, 0, 255).astype(np.uint8))
+  # cv2.imwrite's rule (docs/featvis.md): round half up is the same here (no exact ties)
+  np.testing.assert_array_equal(im, np.floor(out["images"][0, 2] * 255 + 0.5).astype(np.uint8))
   sheet = np.asarray(Image.open(tmp_path / "contact_sheet.png"))
   assert sheet.shape == (2 * 8 + 3 * 4, 3 * 8 + 4 * 4, 3)
   z = np.load(tmp_path / "featvis.npz")

@@ -4,6 +4,17 @@ Random weights (no inception5h weights are available here): `models.load("incept
 random_init=0, lrn="lucent")` must equal `cv_jax.testing.torch_reference.LucentInceptionV1` at the
 same weights at every named layer, and input gradients must agree for every ReLU backward variant.
 `lrn="tf"` is checked against a NumPy closed form of `tf.nn.lrn`.
+
+Input gradients are compared in float64 (JAX x64 mode against a float64 torch reference, both
+from the same float32 weights). In float32 the comparison is ill-posed at deep layers: a max
+pool's gradient goes to its window's maximum, and random weights leave a few windows per pool
+whose two largest values differ by ~1e-6 relative, the size of float32 rounding. Which cell
+wins is then decided by each library's summation order (CPU kernels, torch and XLA versions):
+at mixed5b_pre_relu one near-tied maxpool10 window (gap 9.9e-7, rounding 8.3e-7) sent the
+gradient to different cells and the input gradients differed by 8.4e-4 on one machine while
+agreeing to 1e-6 on another. In float64 rounding (~1e-16) cannot flip such a window, so the
+1e-5 tolerance checks the backward passes themselves. Forward values are continuous at ties and
+are compared in float32.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from cv_jax import models  # noqa: E402
 from cv_jax.testing import torch_reference as R  # noqa: E402
+from cv_jax.testing.assertions import assert_trees_rel_close  # noqa: E402
 
 TOL = 1e-5
 GRAD_LAYERS = ("conv2d2", "mixed3b_pre_relu", "mixed4a", "mixed5b_pre_relu")
@@ -44,6 +56,11 @@ def ref(model):
 
 
 @pytest.fixture(scope="module")
+def ref64(model):
+  return R.LucentInceptionV1(model.params(), lrn="lucent", padding="lucent", dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
 def images():
   rng = np.random.default_rng(1)
   # Smooth-ish random images (low-res noise upsampled) so activations are not pure noise.
@@ -63,10 +80,8 @@ def test_every_layer_matches_lucent(model, ref, images):
   ours = model(images)
   with torch.no_grad():
     theirs = ref(R.to_nchw(images))
-  errs = {n: R.rel_err(ours[n], R.to_nhwc(theirs[n])) for n in model.layer_names}
-  assert len(errs) == len(model.layer_names) == 150
-  bad = {n: e for n, e in errs.items() if not e <= TOL}
-  assert not bad, bad
+  assert len(ours) == len(model.layer_names) == 150
+  assert_trees_rel_close(ours, {n: R.to_nhwc(theirs[n]) for n in model.layer_names}, TOL)
   # Not vacuous: activations are non-trivial and the classes differ between images.
   assert float(jnp.std(ours["mixed5b"])) > 0.1
   assert R.rel_err(ours["softmax2_pre_activation"][0], ours["softmax2_pre_activation"][1]) > 1e-3
@@ -86,21 +101,24 @@ def _pick_channels(model, images):
 
 
 def _jax_grads(model, images, chans, relu, step, layers):
-  params = model.params()
-  f = lambda x: model.apply(params, x, layers, relu=relu, step=step)
-  out, vjp = jax.vjp(f, jnp.asarray(images))
-  grads = {}
-  for l in layers:
-    # Cotangent of the loss being minimised: -mean(A[..., c]).
-    ct = {k: jnp.zeros_like(v) for k, v in out.items()}
-    a = out[l]
-    ct[l] = jnp.zeros_like(a).at[..., chans[l]].set(-1.0 / (a.size / a.shape[-1]))
-    grads[l] = np.asarray(vjp(ct)[0])
+  """Input gradients of -mean(A[..., c]) per layer, computed in float64 (see module doc)."""
+  with jax.enable_x64(True):
+    params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), jnp.float64), model.params())
+    f = lambda x: model.apply(params, x, layers, relu=relu, step=step)
+    out, vjp = jax.vjp(f, jnp.asarray(images, jnp.float64))
+    assert out[layers[0]].dtype == jnp.float64
+    grads = {}
+    for l in layers:
+      # Cotangent of the loss being minimised: -mean(A[..., c]).
+      ct = {k: jnp.zeros_like(v) for k, v in out.items()}
+      a = out[l]
+      ct[l] = jnp.zeros_like(a).at[..., chans[l]].set(-1.0 / (a.size / a.shape[-1]))
+      grads[l] = np.asarray(vjp(ct)[0])
   return grads
 
 
 def _torch_grads(ref, images, chans, relu, step, layers):
-  x = R.to_nchw(images).requires_grad_(True)
+  x = R.to_nchw(images, ref.dtype).requires_grad_(True)
   out = ref(x, layers, relu_mode=relu, step=step)
   grads = {}
   for l in layers:
@@ -110,15 +128,14 @@ def _torch_grads(ref, images, chans, relu, step, layers):
   return grads
 
 
-def test_input_gradients_every_relu_variant(model, ref, images):
+def test_input_gradients_every_relu_variant(model, ref64, images):
   chans = _pick_channels(model, images)
   results = {}
   for relu, step, layers in RELU_CASES:
     ours = _jax_grads(model, images, chans, relu, step, layers)
-    theirs = _torch_grads(ref, images, chans, relu, step, layers)
+    theirs = _torch_grads(ref64, images, chans, relu, step, layers)
+    assert_trees_rel_close(ours, theirs, TOL)
     for l in layers:
-      e = R.rel_err(ours[l], theirs[l])
-      assert e <= TOL, (relu, step, l, e)
       assert np.abs(theirs[l][1]).max() > 0, (relu, step, l)
     results[(relu, step)] = theirs
   # The variants are really different backward passes (so the comparisons above can fail):

@@ -74,6 +74,17 @@ def _open(url: str, start: int) -> Any:
   return urllib.request.urlopen(req, timeout=TIMEOUT_S)
 
 
+def _announced_size(r: Any) -> int | None:
+  """The whole file's size as the server states it (Content-Range or Content-Length), if it does."""
+  rng = r.headers.get("Content-Range", "")
+  if r.status == 206 and "/" in rng and not rng.endswith("/*"):
+    return int(rng.rsplit("/", 1)[1])
+  length = r.headers.get("Content-Length")
+  if r.status == 200 and length is not None and length.isdigit():
+    return int(length)
+  return None
+
+
 def fetch(remote: RemoteFile, target: str | os.PathLike, bar: Any = None) -> pathlib.Path:
   """Download `remote` to `target` (resuming `<target>.part`), verify it, rename into place.
 
@@ -99,11 +110,18 @@ def fetch(remote: RemoteFile, target: str | os.PathLike, bar: Any = None) -> pat
           if bar is not None:
             bar.update(-have)
           have = 0
+        total = _announced_size(r)
+        if total is not None and total != remote.size:
+          part.unlink(missing_ok=True)
+          raise DownloadError(f"{url} is {total:,} bytes, expected {remote.size:,}: not the "
+                              "recorded file; nothing was kept")
         with open(part, "ab" if have else "wb") as f:
           while chunk := r.read(CHUNK):
             f.write(chunk)
             if bar is not None:
               bar.update(len(chunk))
+    except DownloadError:
+      raise
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
       reason = getattr(e, "reason", None) or e
       raise DownloadError(f"cannot download {url}: {type(e).__name__}: {reason}") from e

@@ -11,25 +11,21 @@ skipped. Prints a summary at the end; the report is <workdir>/report/report.html
 
 from __future__ import annotations
 
-import pathlib
 import sys
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-from cv_jax import assets
+from cv_jax import assets, cli_support
 from cv_jax.experiment import pipeline
 
-_DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "experiment.py")
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", f"{_DEFAULT_CONFIG}:demo", "experiment config: configs/experiment.py:NAME with "
-    "NAME in zimmermann2021, demo, tiny; override fields with --config.FIELD=VALUE")
+_CONFIG = cli_support.define_config_flag("experiment", "demo")
 _WORKDIR = flags.DEFINE_string("workdir", None, "output folder (default: config.workdir)")
 _IMAGES = flags.DEFINE_string("images", None, "image source, folder:/path or tfds:name:split "
                               "(default: config.data.source)")
 _WEIGHTS = flags.DEFINE_string("weights", None, "model weights file (default: config.model.weights)")
-_STAGES = flags.DEFINE_list("stages", list(pipeline.STAGES), "stages to run, in order")
+_STAGES = flags.DEFINE_list("stages", None, "stages to run, in order (default: all of the "
+                            f"config's task; occlusion: {','.join(pipeline.STAGES)}; "
+                            f"exemplar_2afc: {','.join(pipeline.STAGES_2AFC)})")
 _PROGRESS = flags.DEFINE_bool("progress", True, "progress bars")
 
 
@@ -50,10 +46,16 @@ def _fetch_inputs(cfg) -> None:
 def main(argv: list[str]) -> None:
   """absl main: run (or resume) the configured experiment and print the summary."""
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  cfg = _CONFIG.value
-  if cfg is None:
-    raise app.UsageError("--config is required, e.g. --config=configs/experiment.py:demo")
+    raise cli_support.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  cfg = cli_support.config_value(_CONFIG)
+  try:
+    valid = pipeline.stages_for(cfg)
+  except ValueError as e:
+    raise cli_support.UsageError(str(e)) from None
+  unknown = [s for s in (_STAGES.value or ()) if s not in valid]
+  if unknown:
+    raise cli_support.UsageError(f"unknown stage {unknown[0]!r} in --stages; stages: "
+                                 f"{','.join(valid)}")
   if _WORKDIR.value:
     cfg.workdir = _WORKDIR.value
   if _IMAGES.value:
@@ -61,23 +63,14 @@ def main(argv: list[str]) -> None:
   if _WEIGHTS.value:
     cfg.model.weights = _WEIGHTS.value
   if not cfg.workdir:
-    raise app.UsageError("no workdir: pass --workdir")
+    raise cli_support.UsageError("no workdir: pass --workdir")
   if not cfg.data.source:
-    raise app.UsageError("no image source: pass --images=folder:/path")
-  try:
-    _fetch_inputs(cfg)
-  except assets.AssetError as e:
-    print(f"cv-jax experiment: error: {e}", file=sys.stderr)
-    sys.exit(1)
+    raise cli_support.UsageError("no image source: pass --images=folder:/path")
+  _fetch_inputs(cfg)
   summary = pipeline.run(cfg, stages=_STAGES.value, progress=_PROGRESS.value,
                          log=lambda s: print(s, file=sys.stderr, flush=True))
   print(pipeline.format_summary(summary), flush=True)
 
 
-def run() -> None:
-  """Entry point for `python -m cv_jax.experiment`."""
-  app.run(main)
-
-
 if __name__ == "__main__":
-  run()
+  cli_support.run("experiment", main)

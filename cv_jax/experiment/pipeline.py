@@ -33,8 +33,21 @@ from cv_jax.experiment import report as report_lib
 from cv_jax.experiment import schema as schema_lib
 from cv_jax.experiment import trials as trials_lib
 from cv_jax.experiment.baselines import baseline_values, choice, get_saliency_model, score
+from cv_jax import progress as progress_lib
+from cv_jax.data.png import load_png, save_png
 
 STAGES = ("sweep", "exemplars", "featvis", "occlusion", "blur", "trials", "baselines", "report")
+STAGES_2AFC = ("sweep", "exemplars_2afc", "featvis_2afc", "trials_2afc", "report_2afc")
+"""Stages of `task = "exemplar_2afc"` (cv_jax.experiment.exemplar_2afc)."""
+TASKS = {"occlusion": STAGES, "exemplar_2afc": STAGES_2AFC}
+
+
+def stages_for(cfg) -> tuple[str, ...]:
+  """The stages of the config's task (`cfg.task`, default "occlusion")."""
+  task = cfg.get("task", "occlusion") or "occlusion"
+  if task not in TASKS:
+    raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+  return TASKS[task]
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -58,23 +71,6 @@ def _to_plain(x):
 
 def _fingerprint(obj) -> str:
   return hashlib.sha1(json.dumps(_to_plain(obj), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def save_png(path: pathlib.Path, image) -> None:
-  """Save an HxWx3 float image in [0, 1] as uint8 PNG (x255, rounded, clipped; like cv2)."""
-  from PIL import Image
-  arr = np.clip(np.round(np.asarray(image, np.float64) * 255.0), 0, 255).astype(np.uint8)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp.png")
-  Image.fromarray(arr).save(tmp)
-  os.replace(tmp, path)
-
-
-def load_png(path: pathlib.Path) -> np.ndarray:
-  """Read a PNG as HxWx3 float32 in [0, 1] (uint8 / 255)."""
-  from PIL import Image
-  with Image.open(path) as im:
-    return np.asarray(im.convert("RGB"), np.float32) / 255.0
 
 
 def _write_json(path: pathlib.Path, obj) -> None:
@@ -144,11 +140,15 @@ def parse_unit_specs(model, cfg) -> list[UnitSpec]:
     for entry in cfg[role]:
       text, b = split(entry)
       add(text, role, [b])
+  if cfg.get("task", "occlusion") == "exemplar_2afc":
+    n_sets, where = cfg.exemplar_2afc.bin_size, "exemplar_2afc.bin_size"
+  else:
+    n_sets, where = cfg.exemplars.bin_size, "exemplars.bin_size"
   for sp in specs.values():
     for b in sp.sets:
-      if b >= cfg.exemplars.bin_size:
+      if b >= n_sets:
         raise ValueError(f"unit {sp.text} uses image set {b}, but there are only "
-                         f"{cfg.exemplars.bin_size} (exemplars.bin_size)")
+                         f"{n_sets} ({where})")
   return list(specs.values())
 
 
@@ -256,7 +256,21 @@ class Experiment:
     units = [(u.id, u.layer, u.channel, sorted(u.sets.items())) for u in self.units]
     base = dict(model=model, data=_to_plain(c.data))
     if name == "sweep":
-      return dict(base, sweep=_to_plain(c.sweep), layers=sorted({u.layer for u in self.units}))
+      extra = {"k": self._sweep_k()} if c.get("task", "occlusion") == "exemplar_2afc" else {}
+      return dict(base, sweep=_to_plain(c.sweep), layers=sorted({u.layer for u in self.units}),
+                  **extra)
+    if name == "exemplars_2afc":
+      return dict(base, sweep=_to_plain(c.sweep), exemplar_2afc=_to_plain(c.exemplar_2afc),
+                  units=units)
+    if name == "featvis_2afc":
+      return dict(model=model, featvis=_to_plain(c.featvis), seed=c.seed,
+                  n_references=c.exemplar_2afc.n_references, conditions=list(c.conditions),
+                  units=[(u.id, u.layer, u.channel) for u in self.units])
+    if name == "trials_2afc":
+      return dict(self._stage_settings("exemplars_2afc"), tasks=_to_plain(c.tasks),
+                  conditions=list(c.conditions), featvis=self._stage_settings("featvis_2afc"))
+    if name == "report_2afc":
+      return dict(self._stage_settings("trials_2afc"), report_set=c.report_set)
     if name == "exemplars":
       return dict(base, sweep=_to_plain(c.sweep), exemplars=_to_plain(c.exemplars), units=units)
     if name == "featvis":
@@ -295,13 +309,19 @@ class Experiment:
                 dict(fingerprint=_fingerprint(self._stage_settings(name)), seconds=seconds,
                      settings=self._stage_settings(name), **extra))
 
-  def run(self, stages: Sequence[str] = STAGES) -> dict[str, Any]:
-    """Run the given stages in order (skipping finished ones); returns the summary dict."""
+  def run(self, stages: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the given stages (default: all of the config's task) in order, skipping finished
+    ones; returns the summary dict."""
+    valid = stages_for(self.cfg)
+    stages = valid if stages is None else tuple(stages)
+    unknown = [s for s in stages if s not in valid]
+    if unknown:
+      raise ValueError(f"unknown stage {unknown[0]!r} for task "
+                       f"{self.cfg.get('task', 'occlusion')}; stages: {', '.join(valid)}")
+    self.check_inputs()
     self.root.mkdir(parents=True, exist_ok=True)
     _write_json(self.root / "config.json", self.cfg)
     for name in stages:
-      if name not in STAGES:
-        raise ValueError(f"unknown stage {name!r}; stages: {STAGES}")
       if self._done(name):
         self.timings[name] = ("skipped (done)", 0.0)
         self.log(f"[{name}] already done, skipped")
@@ -314,12 +334,27 @@ class Experiment:
       self.timings[name] = ("ran", dt)
     return self.summary()
 
+  def check_inputs(self) -> None:
+    """Load the model, parse the units and open the image source now, so that a bad input
+    fails before any stage starts (each raises a one-line ValueError/WeightsError)."""
+    _ = self.source, self.model, self.units
+
   # -- stages
+  def _sweep_k(self) -> int:
+    """Table depth: config.sweep.k, raised to what the 2-AFC selection needs."""
+    k = int(self.cfg.sweep.k)
+    if self.cfg.get("task", "occlusion") == "exemplar_2afc":
+      from cv_jax.experiment import exemplar_2afc as x2
+      e = self.cfg.exemplar_2afc
+      k = max(k, x2.required_depth(len(self.source), e.n_references, e.bin_size,
+                                   e.query_percentile))
+    return k
+
   def stage_sweep(self):
     from cv_jax import sweep
     c = self.cfg.sweep
     layers = sorted({u.layer for u in self.units})
-    res = sweep.run(self.model, self.source, layers, k=c.k, batch_size=c.batch_size,
+    res = sweep.run(self.model, self.source, layers, k=self._sweep_k(), batch_size=c.batch_size,
                     micro_batch=c.micro_batch, workdir=self.root / "sweep_work",
                     progress=self.progress)
     res.save(self.root / "sweep")
@@ -362,6 +397,12 @@ class Experiment:
     from cv_jax import featvis
     c = self.cfg.featvis
     fc = featvis.get_config(c.preset)
+    method = fc.get("method", "fourier")
+    if method == "accentuation":
+      raise ValueError("featvis.preset=accentuation needs seed images, which the synthetic "
+                       "condition does not have; use zimmermann2021, lucid, lucent, maco or dgn_am")
+    if method == "maco":
+      fc.size = 224  # the study's image size (MACO's own default canvas is 512)
     for key, value in c.overrides.items():
       fc[key] = value
     fc.batch = batch
@@ -377,13 +418,15 @@ class Experiment:
     chunks = [units[i:i + n] for i in range(0, len(units), n)]
     jobs = [(tag, batch, ci, ch) for tag, batch in (("9", c.batch), ("4", c.mixed_batch))
             for ci, ch in enumerate(chunks)]
-    for tag, batch, ci, chunk in _bar(jobs, "featvis", enabled=self.progress):
+    for i, (tag, batch, ci, chunk) in enumerate(jobs):
       metas = [self.root / "stimuli" / u.id / f"featvis{tag}.json" for u in chunk]
       if all(m.exists() for m in metas):
         continue
+      self.log(f"[featvis] call {i + 1}/{len(jobs)}: {len(chunk)} units, batch {batch}")
       key = jax.random.fold_in(jax.random.PRNGKey(int(self.cfg.seed)), 2 * ci + (tag == "4"))
+      # render's own bar counts optimisation steps (after a status line while it compiles).
       out = featvis.render(self.model, [f"{u.layer}:{u.channel}" for u in chunk],
-                           self._featvis_config(batch), key=key, progress=False)
+                           self._featvis_config(batch), key=key, progress=self.progress)
       for j, (u, meta) in enumerate(zip(chunk, metas)):
         paths = []
         for k in range(batch):
@@ -394,15 +437,23 @@ class Experiment:
                                objective=np.asarray(out["objective"][j]).tolist()))
     return {}
 
+  def _compiling(self, what: str, layer: str, compiled: set[str]) -> None:
+    """A status line the first time a stage's loop reaches a layer (its program compiles)."""
+    if self.progress and layer not in compiled:
+      progress_lib.status(f"compiling the {what} program for {layer} ...")
+    compiled.add(layer)
+
   def stage_occlusion(self):
     from cv_jax import occlusion
     oc = self.cfg.occlusion
     ex = _read_json(self.root / "exemplars.json")
+    compiled: set[str] = set()
     for u, b, role in _bar(self.trial_keys(), "occlusion", enabled=self.progress):
       d = self.set_dir(u, b)
       meta_path = d / "occlusion.json"
       if meta_path.exists():
         continue
+      self._compiling("occlusion", u.layer, compiled)
       e = ex["units"][u.id]
       qid = int(e["query"][b])
       img = np.asarray(self.source.load(qid), np.float32)
@@ -437,11 +488,13 @@ class Experiment:
     bc = self.cfg.blur
     if "blur" not in self.cfg.conditions:
       return dict(skipped="blur condition not requested")
+    compiled: set[str] = set()
     for u, b, role in _bar(self.trial_keys(), "blur", enabled=self.progress):
       d = self.set_dir(u, b)
       meta_path = d / "blur.json"
       if meta_path.exists():
         continue
+      self._compiling("blur-window", u.layer, compiled)
       unit = models.Unit(u.layer, u.channel)
       rows = []
       for k in range(self.cfg.exemplars.n_bins - 1):
@@ -578,6 +631,34 @@ class Experiment:
                                    progress=self.progress)
     return dict(report=self.rel(path))
 
+  # -- file helpers for stage modules, which must not import this module (no import circle)
+  save_png = staticmethod(save_png)
+  load_png = staticmethod(load_png)
+  write_json = staticmethod(_write_json)
+  read_json = staticmethod(_read_json)
+  to_plain = staticmethod(_to_plain)
+
+  def bar(self, iterable, desc: str):
+    """A progress bar over `iterable` when progress is on."""
+    return _bar(iterable, desc, enabled=self.progress)
+
+  # -- the 2-AFC exemplar task (cv_jax.experiment.exemplar_2afc); stage bodies in stages_2afc
+  def stage_exemplars_2afc(self):
+    from cv_jax.experiment import stages_2afc
+    return stages_2afc.exemplars(self)
+
+  def stage_featvis_2afc(self):
+    from cv_jax.experiment import stages_2afc
+    return stages_2afc.featvis(self)
+
+  def stage_trials_2afc(self):
+    from cv_jax.experiment import stages_2afc
+    return stages_2afc.trials(self)
+
+  def stage_report_2afc(self):
+    from cv_jax.experiment import stages_2afc
+    return stages_2afc.report(self)
+
   # -- summary
   def summary(self) -> dict[str, Any]:
     out: dict[str, Any] = dict(workdir=str(self.root), stages=dict(self.timings))
@@ -620,7 +701,7 @@ def format_summary(summary: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def run(cfg, *, stages: Sequence[str] = STAGES, progress: bool = True,
+def run(cfg, *, stages: Sequence[str] | None = None, progress: bool = True,
         log: Callable[[str], None] = print, model=None) -> dict[str, Any]:
   """Run (or resume) the experiment described by `cfg` (configs/experiment.py).
 

@@ -20,6 +20,8 @@ import numpy as np
 from cv_jax.experiment import stats
 from cv_jax.experiment.baselines import BASELINES, PAPER_KAPPA
 
+HUMAN_REPORT = "human/report/report.html"
+"""Where the human study's report goes, relative to the experiment folder (linked from ours)."""
 LABELS = {"center": "Center", "center_published": "Center (as published)",
           "variance": "Variance", "saliency": "Saliency"}
 
@@ -268,6 +270,15 @@ def write_report(root: str | os.PathLike, doc: Mapping[str, Any],
                  "and an undefined kappa (NaN, which makes the mean NaN, as in the paper's code)."
                  " The paper used InceptionV1 (inception5h), 599,552 ImageNet training images "
                  "and DeepGaze IIE; differences in any of these change the numbers.</p>")
+  # Human study (cv-jax human simulate / analyze write it beside the machine report)
+  parts.append("<h2>Human study</h2>")
+  parts.append(f"<p><a href='../{HUMAN_REPORT}'>The human study's report</a> (accuracy per "
+               "condition, Cohen's kappa of participants and baselines, per-layer accuracy, "
+               "exclusion), once written by <code>cv-jax human analyze --export=EXPORT "
+               f"--experiment={html.escape(str(root))} --out={html.escape(str(root))}/"
+               f"{HUMAN_REPORT.rsplit('/', 1)[0]}</code>; without participants, "
+               "<code>cv-jax human simulate --offline</code> makes an export to try it on. "
+               "See docs/human_analysis.md.</p>")
   # Units
   parts.append(f"<h2>Units (image set {report_set})</h2>")
   it = units

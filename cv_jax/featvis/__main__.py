@@ -1,69 +1,57 @@
-"""CLI: render feature visualisations and write PNGs, a contact sheet and an .npz.
+"""`cv-jax featvis` (or `python -m cv_jax.featvis`): render feature visualizations to files.
 
-    python -m cv_jax.featvis --config=configs/featvis.py:zimmermann2021 \
+    cv-jax featvis --config=configs/featvis.py:zimmermann2021 \
         --config.units=mixed4a/pool:42,mixed3a/3x3:125 --weights=PATH [--config.steps=...]
 
-Writes to `config.out`: `<unit>/image_<b>.png` for each image, `contact_sheet.png` (one row per
-unit), and `featvis.npz` with `units`, `images`, `objective` and `activation` (U, B) (the unit's
-spatial-mean activation on each final image), `diversity` (U,).
+Writes to `config.out` what `cv_jax.featvis.outputs.write_outputs` writes: `<unit>/image_<b>.png`,
+`contact_sheet.png` (a row per unit) and `featvis.npz` (units, images, objective, activation,
+diversity; `transparency` for maco and accentuation).
+
+    cv-jax featvis --config=configs/featvis.py:maco --config.units=mixed4a/pool:42
+    cv-jax featvis --config=configs/featvis.py:accentuation --seed_images=a.jpg,b.jpg ...
+    cv-jax featvis --config=configs/featvis.py:dgn_am --config.generator=G.caffemodel ...
 """
 
 from __future__ import annotations
 
-import os
-import re
-
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
-from PIL import Image
+from absl import flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "featvis preset (configs/featvis.py:NAME)")
+from cv_jax import cli_support
+
+_CONFIG = cli_support.define_config_flag("featvis", "zimmermann2021")
 _MODEL = flags.DEFINE_string("model", "googlenet_bvlc", "model name (cv_jax.models.available())")
 _WEIGHTS = flags.DEFINE_string("weights", None, "weights file (default: the model's cache)")
 _PAPER = flags.DEFINE_bool("paper_units", False, "render the paper's 18 units (cv_jax.paper_units)")
+_SEEDS = flags.DEFINE_list("seed_images", [], "accentuation: seed image files (comma-separated)")
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-  """[0, 1] float -> uint8 as the paper saves it: uint8(clip(x * 255, 0, 255))."""
-  return np.clip(x * 255.0, 0, 255).astype(np.uint8)
-
-
-def contact_sheet(images: np.ndarray, gap: int = 4) -> np.ndarray:
-  """(U, B, H, W, 3) -> one uint8 grid image, a row per unit, white gaps."""
-  u, b, h, w, _ = images.shape
-  sheet = np.full((u * h + (u + 1) * gap, b * w + (b + 1) * gap, 3), 255, np.uint8)
-  for i in range(u):
-    for j in range(b):
-      y, x = gap + i * (h + gap), gap + j * (w + gap)
-      sheet[y:y + h, x:x + w] = to_uint8(images[i, j])
-  return sheet
-
-
-def write_outputs(out: dict, folder: str) -> None:
-  """PNGs per image, the contact sheet and featvis.npz into `folder`."""
-  os.makedirs(folder, exist_ok=True)
-  for name, imgs in zip(out["units"], out["images"]):
-    sub = os.path.join(folder, re.sub(r"[^A-Za-z0-9_.-]+", "_", name))
-    os.makedirs(sub, exist_ok=True)
-    for b, im in enumerate(imgs):
-      Image.fromarray(to_uint8(im)).save(os.path.join(sub, f"image_{b}.png"))
-  Image.fromarray(contact_sheet(out["images"])).save(os.path.join(folder, "contact_sheet.png"))
-  np.savez(os.path.join(folder, "featvis.npz"), units=np.asarray(out["units"]),
-           images=out["images"], objective=out["objective"], activation=out["activation"],
-           diversity=out["diversity"])
-
-
-def main(argv):
-  del argv
-  from cv_jax import models, paper_units as paper
-  from cv_jax.featvis import get_config, render
-  cfg = _CONFIG.value if _CONFIG.value is not None else get_config("zimmermann2021")
-  model = models.load(_MODEL.value, _WEIGHTS.value)
-  names = list(paper.PAPER_UNITS) if _PAPER.value else [s for s in cfg.units.split(",") if s.strip()]
+def main(argv: list[str]) -> None:
+  """Render the configured units and write the files."""
+  from cv_jax import paper_units
+  from cv_jax.featvis import render
+  from cv_jax.featvis.outputs import write_outputs
+  if len(argv) > 1:
+    raise cli_support.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  cfg = cli_support.config_value(_CONFIG)
+  names = (list(paper_units.PAPER_UNITS) if _PAPER.value
+           else [s.strip() for s in cfg.units.split(",") if s.strip()])
   if not names:
-    raise app.UsageError("give units with --config.units=a,b,... or --paper_units")
-  out = render(model, names, cfg, progress=True)
+    raise cli_support.UsageError("no units: give --config.units=mixed4a/pool:42,... or --paper_units")
+  method = cfg.get("method", "fourier")
+  if method == "accentuation" and not _SEEDS.value:
+    raise cli_support.UsageError("the accentuation preset needs seed images: "
+                                 "--seed_images=a.jpg,b.jpg")
+  if _SEEDS.value and method != "accentuation":
+    raise cli_support.UsageError("--seed_images is used by the accentuation preset only")
+  cli_support.check_files(_SEEDS.value, "seed image")
+  generator = None
+  if method == "dgn_am":
+    from cv_jax.weights.generator import load_generator
+    generator = load_generator(cfg.get("generator") or None)
+  model = cli_support.load_model(_MODEL.value, _WEIGHTS.value)
+  out = render(model, names, cfg, progress=True, seed_images=_SEEDS.value or None,
+               generator=generator)
   write_outputs(out, cfg.out)
   for n, a in zip(out["units"], out["activation"]):
     print(f"{n}: activation per image {np.round(a, 2).tolist()}")
@@ -71,4 +59,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_support.run("featvis", main)

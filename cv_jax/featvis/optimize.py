@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import zlib
 from typing import Any
 
 import jax
@@ -34,6 +33,9 @@ from cv_jax import models
 from cv_jax.featvis import objectives as obj_lib
 from cv_jax.featvis import param as param_lib
 from cv_jax.featvis import transform as tr
+from cv_jax.featvis.driver import freeze_config as _freeze
+from cv_jax.featvis.driver import make_optimizer, unit_key
+from cv_jax.progress import bar as progress_bar, status
 
 
 def _default_config():
@@ -56,18 +58,6 @@ def parse_units(model, units) -> list:
   return out
 
 
-def make_optimizer(cfg) -> optax.GradientTransformation:
-  """optax optimiser from config (`optimizer` name, `lr`); Adam uses TF/torch defaults."""
-  name = cfg.get("optimizer", "adam")
-  if name == "adam":
-    return optax.adam(cfg.lr, b1=0.9, b2=0.999, eps=1e-8)
-  if name == "sgd":
-    return optax.sgd(cfg.lr)
-  if hasattr(optax, name):
-    return getattr(optax, name)(cfg.lr)
-  raise ValueError(f"unknown optimizer {name!r}")
-
-
 def make_pipeline(cfg) -> tr.Pipeline:
   """The transform pipeline of a config (`mode`, `transforms` spec)."""
   return tr.from_spec(cfg.transforms, cfg.mode)
@@ -78,12 +68,6 @@ def make_param(cfg) -> param_lib.ImageParam:
   return param_lib.image_param(cfg.size + 2 * cfg.pad, batch=cfg.batch, fft=cfg.fft,
                                decorrelate=cfg.decorrelate, sigmoid=cfg.sigmoid, sd=cfg.sd,
                                decay_power=cfg.decay_power, flavor=cfg.mode)
-
-
-def unit_key(init_key: jax.Array, unit) -> jax.Array:
-  """The initialisation key of one unit (stable across processes: crc32 of its name)."""
-  name = str(unit) if not isinstance(unit, obj_lib.Objective) else unit.name
-  return jax.random.fold_in(init_key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
 @dataclasses.dataclass
@@ -114,6 +98,7 @@ class Engine:
     self.advance = jax.jit(self._advance)
     self.images = jax.jit(self._images)
     self.evaluate = jax.jit(self._evaluate)
+    self.compiled = False  # set once `advance` has run (compiled) for these shapes
 
   # --- pure functions -------------------------------------------------------------------------
   def _images(self, params):
@@ -205,42 +190,20 @@ class Engine:
     return (params, opt_state, z, jnp.zeros((self.U,), jnp.float32), jnp.zeros((), jnp.float32))
 
 
-_ENGINES: dict = {}
-
-
-def _freeze(cfg) -> tuple:
-  d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-  d.pop("units", None)
-  d.pop("seed", None)
-  d.pop("steps", None)
-  d.pop("thresholds", None)
-  d.pop("out", None)
-
-  def fr(v):
-    if isinstance(v, dict):
-      return tuple(sorted((k, fr(x)) for k, x in v.items()))
-    if isinstance(v, (list, tuple)):
-      return tuple(fr(x) for x in v)
-    return v
-  return fr(d)
-
-
 def get_engine(model, units, cfg, optimizer=None) -> Engine:
-  """The (cached) compiled engine for these units' layers and config."""
+  """The compiled engine for these units' layers and config, kept on `model` (`model.program`)."""
   slots = tuple(("unit", u.layer) if isinstance(u, models.Unit) else ("objective", u) for u in units)
-  key = (id(model), slots, _freeze(cfg), id(optimizer) if optimizer is not None else None)
-  eng = _ENGINES.get(key)
-  if eng is None:
-    eng = Engine(model, slots, cfg, optimizer or make_optimizer(cfg))
-    _ENGINES[key] = eng
-  return eng
+  key = ("featvis", slots, _freeze(cfg), optimizer)
+  return model.program(key, lambda: Engine(model, slots, cfg, optimizer or make_optimizer(cfg)))
 
 
 def check_config(cfg) -> None:
   """ValueError for inconsistent settings (sizes too small for the transforms, bad counts)."""
   for f in ("steps", "batch", "size"):
-    if int(cfg[f]) < (0 if f == "steps" else 1):
-      raise ValueError(f"config.{f} must be positive, got {cfg[f]}")
+    least = 0 if f == "steps" else 1
+    if int(cfg[f]) < least:
+      raise ValueError(f"config.{f} must be at least {least}, got {cfg[f]} "
+                       f"(--config.{f}=N)")
   if cfg.relu not in ("standard", "lucid", "lucent"):
     raise ValueError(f"config.relu must be standard, lucid or lucent, got {cfg.relu!r}")
   canvas = cfg.size + 2 * cfg.pad
@@ -251,8 +214,15 @@ def check_config(cfg) -> None:
 
 
 def render(model, units, config=None, *, key=None, progress: bool = True,
-           optimizer: optax.GradientTransformation | None = None) -> dict:
+           optimizer: optax.GradientTransformation | None = None, seed_images=None,
+           generator=None) -> dict:
   """Feature visualisations of `units` (one image batch per unit, all in one program).
+
+  `config.method` picks the prior: "fourier" (this module, the Lucid/Lucent presets), "maco"
+  (`featvis.maco`), "accentuation" (`featvis.accentuation`, needs `seed_images`: (S, H, W, 3)
+  in [0, 1] or paths; images (U, S, ...), one per unit and seed) or "dgn_am"
+  (`featvis.dgn_am`; `generator`: generator params, default read from `config.generator`).
+  The other methods return the same keys (plus `transparency` for maco and accentuation).
 
   Args:
     model: a `cv_jax.models.Network`.
@@ -275,6 +245,12 @@ def render(model, units, config=None, *, key=None, progress: bool = True,
     `snapshots` {threshold: images}, and `units` (their string names).
   """
   cfg = config if config is not None else _default_config()
+  method = cfg.get("method", "fourier")
+  if method != "fourier":
+    return _render_other(model, units, cfg, method, key, progress, seed_images, generator)
+  if seed_images is not None:
+    raise ValueError("seed_images are used by the accentuation preset only "
+                     f"(config.method is {method!r})")
   check_config(cfg)
   units = parse_units(model, units)
   eng = get_engine(model, units, cfg, optimizer)
@@ -293,8 +269,10 @@ def render(model, units, config=None, *, key=None, progress: bool = True,
   bounds = sorted(bounds)
   bar = None
   if progress:
-    from tqdm.auto import tqdm
-    bar = tqdm(total=steps, desc=f"featvis {len(units)} unit(s)", unit="step")
+    if not eng.compiled:
+      status(f"compiling the feature-visualization program for {len(units)} unit(s) "
+             f"(batch {eng.B}, {cfg.size} px; the bar starts moving when it is done) ...")
+    bar = progress_bar(desc=f"featvis {len(units)} unit(s)", total=steps, unit="step")
   snapshots = {}
   history = []
   start = 0
@@ -302,6 +280,7 @@ def render(model, units, config=None, *, key=None, progress: bool = True,
   for stop in bounds:
     if stop > start:
       state = eng.advance(state, jnp.int32(start), jnp.int32(stop), mparams, idx, tkey)
+      eng.compiled = True
       if bar is not None:
         bar.update(stop - start)
       history.append((stop, float(state[4])))
@@ -323,3 +302,19 @@ def render(model, units, config=None, *, key=None, progress: bool = True,
               diversity=np.asarray(state[3]), history=np.asarray(history, np.float32).reshape(-1, 2),
               snapshots=snapshots, units=[str(u) if isinstance(u, models.Unit) else u.name
                                           for u in units])
+
+
+def _render_other(model, units, cfg, method, key, progress, seed_images, generator) -> dict:
+  """Dispatch to the MACO, accentuation or DGN-AM renderer."""
+  units = parse_units(model, units)
+  if method == "maco":
+    from cv_jax.featvis import maco
+    return maco.render(model, units, cfg, key=key, progress=progress)
+  if method == "accentuation":
+    from cv_jax.featvis import accentuation
+    return accentuation.render(model, units, cfg, seed_images, key=key, progress=progress)
+  if method == "dgn_am":
+    from cv_jax.featvis import dgn_am
+    return dgn_am.render(model, units, cfg, generator=generator, key=key, progress=progress)
+  raise ValueError(f"unknown featvis method {method!r}; choose fourier, maco, accentuation or "
+                   "dgn_am")

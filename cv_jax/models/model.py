@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -94,6 +94,19 @@ class Network(nnx.Module):
           self.params(), jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))
       object.__setattr__(self, "_channels", {k: v.shape[-1] for k, v in shapes.items()})
     return self._channels[self.resolve(layer)]
+
+  def program(self, key: tuple, build: Callable[[], Any]) -> Any:
+    """The compiled program `key` of this network, made by `build()` the first time.
+
+    Jobs (feature visualisation, occlusion, the sweep) keep the programs they jit for a
+    network here, so a program lives as long as the network it was traced with and is never
+    handed to another network that happens to reuse a freed one's `id`.
+    """
+    if not hasattr(self, "_programs"):
+      object.__setattr__(self, "_programs", {})
+    if key not in self._programs:
+      self._programs[key] = build()
+    return self._programs[key]
 
   def branch_offsets(self, block: str) -> dict[str, int]:
     """Start channel of each branch ("1x1", "3x3", "5x5", "pool") in `block`'s concat."""

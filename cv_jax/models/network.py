@@ -108,7 +108,7 @@ def apply(spec: NetSpec, params: Params, images: jax.Array,
           layers: Iterable[str] | None = None, *, lrn: str | None = None,
           relu: str = "standard", step: jax.Array | int | None = None,
           aux_heads: bool = False) -> dict[str, jax.Array]:
-  """Run the network on NHWC float32 RGB images in [0, 1] and return the requested layers.
+  """Run the network on NHWC RGB images in [0, 1] and return the requested layers.
 
   Only the stages up to the deepest requested layer are computed. `relu` picks the ReLU
   gradient ("standard", "lucent", "lucid"); `step` feeds Lucid's redirection schedule.
@@ -153,7 +153,8 @@ def apply(spec: NetSpec, params: Params, images: jax.Array,
   def dense(name, x):
     return x @ params[name]["kernel"] + params[name]["bias"]
 
-  x = preprocess(spec, images.astype(jnp.float32))
+  # Computed in the parameters' dtype: float32, or float64 for reference checks (jax x64 mode).
+  x = preprocess(spec, images.astype(params["conv2d0"]["kernel"].dtype))
   for i, (stage, _) in enumerate(stages):
     if i > last:
       break

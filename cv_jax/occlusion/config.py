@@ -1,4 +1,5 @@
-"""Occlusion presets (ml_collections): `get_config("zimmermann2021" | "demo")`."""
+"""Occlusion presets (ml_collections): `get_config("zimmermann2021" | "demo")`, and parsing
+their text fields (`parse_fill`, `parse_size`)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,27 @@ def get_config(name: str | None = None) -> ml_collections.ConfigDict:
   c.resize = 256
   c.crop = 224
   return c
+
+
+def parse_fill(text: str):
+  """A config's `fill` text -> `occlusion_maps`' fill: "mean", "blur", a grey level or (r, g, b)."""
+  text = str(text)
+  if text in ("mean", "blur"):
+    return text
+  try:
+    vals = [float(v) for v in text.split(",")]
+  except ValueError:
+    raise ValueError(f"--fill must be mean, blur, a grey level or r,g,b; got {text!r}") from None
+  if len(vals) not in (1, 3):
+    raise ValueError(f"--fill colour needs 1 or 3 values, got {text!r}")
+  return vals[0] if len(vals) == 1 else tuple(vals)
+
+
+def parse_size(text) -> int | float:
+  """A config's `size` text -> pixels (int, "90") or a fraction of the shorter side ("0.4")."""
+  text = str(text).strip()
+  try:
+    return float(text) if "." in text else int(text)
+  except ValueError:
+    raise ValueError(f"--size must be pixels (90) or a fraction of the image (0.4); got {text!r}"
+                     ) from None

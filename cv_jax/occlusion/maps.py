@@ -8,7 +8,8 @@ computed at once, so asking for many units of one layer is free.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -19,9 +20,14 @@ from cv_jax.occlusion import incremental as inc
 from cv_jax.occlusion.cost import default_chunk
 from cv_jax.occlusion.occluder import Fill, check_image, fill_arrays, occluder_size, occluder_starts
 from cv_jax.occlusion.result import OcclusionResult
+from cv_jax.progress import status
 
 
-_PROGRAMS: dict[tuple, tuple[Network, Any]] = {}
+@dataclasses.dataclass
+class _Compiled:
+  """A jitted maps program and the argument shapes it has been called (compiled) with."""
+  fn: Callable
+  shapes: set = dataclasses.field(default_factory=set)
 
 
 def _unit_spatial_mean(y: jax.Array) -> jax.Array:
@@ -32,16 +38,22 @@ def _program(model: Network, layer: str, size: int, fill_kind: str, incremental:
   """jit(params, image, fill_img, colours (K, B, 3), rows (K, B), cols (K, B))
   -> (activations (K, B, channels), un-occluded activations (channels,)).
 
-  One compiled program per (model, layer, size, fill kind, incremental) and input shapes; cached.
-  With `incremental` (block-concat layers only) the exact dirty-window forward pass of
-  `cv_jax.occlusion.incremental` is used, else the plain batched forward on full occluded copies.
+  One compiled program per (model, layer, size, fill kind, incremental) and input shapes, kept
+  on the model (`Network.program`). With `incremental` (block-concat layers only) the exact
+  dirty-window forward pass of `cv_jax.occlusion.incremental` is used, else the plain batched
+  forward on full occluded copies.
   """
-  incremental = incremental and inc.supported(model, layer)
-  key = (id(model), layer, size, fill_kind, incremental)
-  hit = _PROGRAMS.get(key)
-  if hit is not None and hit[0] is model:
-    return hit[1]
+  return _compiled(model, layer, size, fill_kind, incremental).fn
 
+
+def _compiled(model: Network, layer: str, size: int, fill_kind: str,
+              incremental: bool = True) -> _Compiled:
+  incremental = incremental and inc.supported(model, layer)
+  return model.program(("occlusion", layer, size, fill_kind, incremental),
+                       lambda: _Compiled(_build(model, layer, size, fill_kind, incremental)))
+
+
+def _build(model: Network, layer: str, size: int, fill_kind: str, incremental: bool) -> Callable:
   def squares(image, fill_img, colours, rows, cols):
     if fill_kind == "image":
       return jax.vmap(lambda r, c: jax.lax.dynamic_slice(fill_img, (r, c, 0), (size, size, 3)))(
@@ -77,9 +89,7 @@ def _program(model: Network, layer: str, size: int, fill_kind: str, incremental:
 
     return jax.lax.map(chunk_inc, (colours, rows, cols)), jnp.mean(target, axis=(0, 1))
 
-  fn = jax.jit(run)
-  _PROGRAMS[key] = (model, fn)
-  return fn
+  return jax.jit(run)
 
 
 def _resolve_units(model: Network, layer: str | None, units) -> tuple[str, list[Unit]]:
@@ -144,7 +154,12 @@ def occlusion_maps(model: Network, image, layer: str | None, units=None, *, size
   cols = np.concatenate([cols, np.full(pad, cols[-1], np.int32)]).reshape(n_chunks, chunk)
   colours = np.concatenate([colours, np.repeat(colours[-1:], pad, 0)]).reshape(n_chunks, chunk, 3)
 
-  fn = _program(model, layer, size, kind, incremental)
+  prog = _compiled(model, layer, size, kind, incremental)
+  fn = prog.fn
+  shapes = (img.shape, chunk, 1 if progress else n_chunks)
+  if progress and shapes not in prog.shapes:
+    status(f"compiling the occlusion program for {layer} ({n} positions, {chunk} per pass) ...")
+  prog.shapes.add(shapes)
   params = model.params()
   img_j, fill_j = jnp.asarray(img), jnp.asarray(fill_img)
   idx = np.asarray([u.channel for u in unit_list])

@@ -1,65 +1,46 @@
-"""`python -m cv_jax.sweep --config=configs/sweep.py:demo [--config.FIELD=VALUE ...]`.
+"""`cv-jax sweep` (or `python -m cv_jax.sweep`): the dataset sweep, resumable from its workdir.
 
-Runs the dataset sweep (see cv_jax.sweep.run), resumable from its workdir, and writes
-workdir/sweep_result.{npz,json} and workdir/report.json (counts, images/s, unreadable files).
+    cv-jax sweep --config=configs/sweep.py:demo [--config.FIELD=VALUE ...]
+
+Runs `cv_jax.sweep.run` with the config's settings (default: the installed package's `demo`
+preset) and writes workdir/sweep_result.{npz,json} and workdir/report.json (counts, images/s,
+unreadable files).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
-from typing import TYPE_CHECKING
 
-from absl import app, flags
-from ml_collections import config_flags
+from cv_jax import cli_support
 
-if TYPE_CHECKING:
-  from cv_jax.sweep import SweepResult
-
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                               "configs", "sweep.py")
-if "config" not in flags.FLAGS:
-  config_flags.DEFINE_config_file(
-      "config", os.path.normpath(_DEFAULT_CONFIG) + ":demo",
-      "Sweep config file and preset, e.g. configs/sweep.py:paper (fields: see that file).")
-FLAGS = flags.FLAGS
+_CONFIG = cli_support.define_config_flag("sweep", "demo")
 
 
-def sweep_from_config(c) -> SweepResult:
+def sweep_from_config(c):
   """Load the model and run the sweep a config describes (the CLI without flag parsing)."""
   import jax
-  from cv_jax import models
-  from cv_jax.sweep import run
 
+  from cv_jax.data import open_source
+  from cv_jax.sweep import run
   if c.get("coordinator_address"):
     jax.distributed.initialize(c.coordinator_address, num_processes=c.num_processes,
                                process_id=c.process_id)
-  if c.random_init >= 0:
-    model = models.load(c.model, random_init=c.random_init)
-  else:
-    model = models.load(c.model, c.weights or None)
-  return run(model, c.source, c.layers, k=c.k, batch_size=c.batch_size, workdir=c.workdir or None,
+  # The images first: a bad folder fails before the weights are looked up (or downloaded).
+  source = open_source(c.source, resize=c.resize, crop=c.crop, max_images=c.max_images or None,
+                       subset_seed=None if c.subset_seed < 0 else c.subset_seed)
+  model = cli_support.load_model(c.model, c.weights, random_init=c.random_init)
+  return run(model, source, c.layers, k=c.k, batch_size=c.batch_size, workdir=c.workdir or None,
              keep_matrix=c.keep_matrix, progress=c.progress, micro_batch=c.micro_batch,
-             workers=c.workers, checkpoint_every=c.checkpoint_every, resize=c.resize,
-             crop=c.crop, max_images=c.max_images or None,
-             subset_seed=None if c.subset_seed < 0 else c.subset_seed,
+             workers=c.workers, checkpoint_every=c.checkpoint_every,
              stop_after=c.stop_after or None)
 
 
-def main(argv) -> None:
-  """absl entry point."""
+def main(argv: list[str]) -> None:
+  """Run the sweep; print its summary as JSON, and each unreadable file on stderr."""
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from absl import logging
-  from cv_jax.models import WeightsError
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint at INFO
-  try:
-    res = sweep_from_config(FLAGS.config)
-  except (ValueError, ImportError, WeightsError) as e:
-    print(f"sweep: error: {e}", file=sys.stderr)
-    sys.exit(1)
+    raise cli_support.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  res = sweep_from_config(cli_support.config_value(_CONFIG))
   info = {key: res.info[key] for key in ("source", "model", "n_images", "n_done", "n_failed",
                                           "k", "devices", "images_per_s", "elapsed_s")}
   print(json.dumps(info))
@@ -68,4 +49,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_support.run("sweep", main)

@@ -29,6 +29,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cv_jax.data.sources import BatchLoader, Source, open_source
+from cv_jax.progress import status
 
 DEFAULT_LAYERS = tuple(f"mixed{b}_pre_relu" for b in
                        ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b"))
@@ -161,20 +162,19 @@ def _merge(val, idx, new_val, new_idx, k: int, largest: bool):
   return v_s[:, :k], i_s[:, :k]
 
 
-_STEP_CACHE: dict = {}
-
-
 def _build_step(model, layers: tuple[str, ...], k: int, micro_batch: int, mesh: Mesh):
-  """The jitted sweep step (cached, so repeated sweeps with the same settings compile once).
+  """The jitted sweep step, kept on the model (`Network.program`), so repeated sweeps with the
+  same settings compile once.
 
   step(params, state, images, ids, valid) -> (state, acts): forward pass in micro-batches on
   each device (shard_map over the batch axis), spatial means, and the exact merge of the batch
   into the replicated top-k / bottom-k tables.
   """
-  key = (id(model), layers, k, micro_batch, tuple(d.id for d in mesh.devices.flat))
-  hit = _STEP_CACHE.get(key)
-  if hit is not None and hit[0] is model:
-    return hit[1]
+  key = ("sweep", layers, k, micro_batch, tuple(d.id for d in mesh.devices.flat))
+  return model.program(key, lambda: _make_step(model, layers, k, micro_batch, mesh))
+
+
+def _make_step(model, layers: tuple[str, ...], k: int, micro_batch: int, mesh: Mesh):
   rep = NamedSharding(mesh, P())
   data = NamedSharding(mesh, P("data"))
 
@@ -206,11 +206,7 @@ def _build_step(model, layers: tuple[str, ...], k: int, micro_batch: int, mesh: 
       new[l] = dict(top_val=tv, top_idx=ti, bot_val=bv, bot_idx=bi)
     return new, acts
 
-  fn = jax.jit(step, donate_argnums=(1,), out_shardings=(rep, data))
-  if len(_STEP_CACHE) >= 4:
-    _STEP_CACHE.pop(next(iter(_STEP_CACHE)))
-  _STEP_CACHE[key] = (model, fn)
-  return fn
+  return jax.jit(step, donate_argnums=(1,), out_shardings=(rep, data))
 
 
 
@@ -378,6 +374,12 @@ def run(model, source: Source | str, layers: Sequence[str] | None = None, *, k: 
 
   t0 = time.perf_counter()
   start_pos = position
+  # Batch sizes this model's step was already compiled for (status line only before a compile).
+  compiled = model.program(("sweep compiled", tuple(layers), int(k), int(micro_batch)), set)
+  if progress and position < n and batch_size not in compiled:
+    status(f"compiling the sweep step for {len(layers)} layer(s), batch {batch_size} "
+           f"(the first batch waits for it) ...")
+  compiled.add(batch_size)
   bar = tqdm(total=n, initial=position, unit="img", disable=not progress, dynamic_ncols=True,
              desc=f"sweep {model.name}", smoothing=0.05)
   batches_since = 0

@@ -10,7 +10,9 @@ the BVLC Caffe `deploy.prototxt`), so agreement with `cv_jax.models` is evidence
   `lrn="tf"` for the TF graph's LRN (radius 5, bias 2, alpha 1e-4, beta 0.5).
 * `CaffeGoogLeNet(blobs)`: BVLC GoogLeNet from the Caffe blob arrays directly (OIHW).
 
-Both take NCHW RGB images in [0, 1] and return `{lucid layer name: NCHW tensor}` (2-D for the
+`dtype=torch.float64` builds a float64 reference from the same (float32) weights: input
+gradients are compared in float64, where rounding cannot decide a near-tied max-pool window
+(see tests/test_inceptionv1_reference.py). Both take NCHW RGB images in [0, 1] and return `{lucid layer name: NCHW tensor}` (2-D for the
 logits and probabilities), including `<block>_pre_relu` (the concat of the four branch
 pre-activations). The ReLU backward is selectable: "standard", "lucent" (Lucent's
 RedirectedReLU) or "lucid" (Lucid's redirected_relu_grad with its step schedule).
@@ -27,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from cv_jax.testing.assertions import rel_err  # noqa: F401 (tests use R.rel_err)
 
 BLOCKS = ("mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d", "mixed4e",
           "mixed5a", "mixed5b")
@@ -100,14 +104,19 @@ class _Done(Exception):
 class _Reference(nn.Module):
   """Holds conv/fc weights as buffers keyed by Lucid layer name and records intermediates."""
 
-  def __init__(self):
+  def __init__(self, dtype: torch.dtype = torch.float32):
     super().__init__()
+    self.dtype = dtype
     self._w: dict[str, torch.Tensor] = {}
     self._b: dict[str, torch.Tensor] = {}
 
   def _set(self, name: str, w: np.ndarray, b: np.ndarray) -> None:
-    self._w[name] = torch.from_numpy(np.array(w, np.float32, order="C", copy=True))
-    self._b[name] = torch.from_numpy(np.array(b, np.float32, copy=True).reshape(-1))
+    # Weights arrive as float32; float64 holds them exactly (a float64 reference, same weights).
+    np_dtype = np.float64 if self.dtype == torch.float64 else np.float32
+    self._w[name] = torch.from_numpy(np.array(np.asarray(w, np.float32), np_dtype, order="C",
+                                              copy=True))
+    self._b[name] = torch.from_numpy(np.array(np.asarray(b, np.float32), np_dtype,
+                                              copy=True).reshape(-1))
 
   def _conv(self, rec, name, x, stride=1, pad=(0, 0, 0, 0), relu_mode="standard", step=None):
     if len(set(pad)) == 1:  # symmetric: let the convolution pad (no extra copy)
@@ -186,8 +195,9 @@ class LucentInceptionV1(_Reference):
   render_vis).
   """
 
-  def __init__(self, params: Mapping, lrn: str = "lucent", padding: str = "lucent"):
-    super().__init__()
+  def __init__(self, params: Mapping, lrn: str = "lucent", padding: str = "lucent",
+               dtype: torch.dtype = torch.float32):
+    super().__init__(dtype)
     if lrn not in ("lucent", "tf"):
       raise ValueError(f"lrn must be 'lucent' or 'tf', got {lrn!r}")
     if padding not in ("lucent", "same"):
@@ -265,8 +275,9 @@ class CaffeGoogLeNet(_Reference):
   BGR * 255 - (104, 117, 123).
   """
 
-  def __init__(self, blobs: Mapping[str, np.ndarray] | str | os.PathLike):
-    super().__init__()
+  def __init__(self, blobs: Mapping[str, np.ndarray] | str | os.PathLike,
+               dtype: torch.dtype = torch.float32):
+    super().__init__(dtype)
     if not isinstance(blobs, Mapping):
       with np.load(blobs) as z:
         blobs = {k: z[k] for k in z.files}
@@ -306,21 +317,13 @@ class CaffeGoogLeNet(_Reference):
 
 # --- helpers ------------------------------------------------------------------------------------
 
-def to_nchw(images) -> torch.Tensor:
-  """NHWC numpy/jax array -> contiguous NCHW float32 torch tensor."""
-  return torch.from_numpy(np.ascontiguousarray(np.asarray(images, np.float32).transpose(0, 3, 1, 2)))
+def to_nchw(images, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+  """NHWC numpy/jax array -> contiguous NCHW torch tensor (float32, or float64 if asked)."""
+  np_dtype = np.float64 if dtype == torch.float64 else np.float32
+  return torch.from_numpy(np.ascontiguousarray(np.asarray(images, np_dtype).transpose(0, 3, 1, 2)))
 
 
 def to_nhwc(t: torch.Tensor) -> np.ndarray:
   """NCHW (or 2-D) torch tensor -> NHWC numpy array."""
   a = t.detach().cpu().numpy()
   return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
-
-
-def rel_err(a, b) -> float:
-  """Relative L2 error ||a - b|| / ||b|| (float64)."""
-  a = np.asarray(a, np.float64)
-  b = np.asarray(b, np.float64)
-  if a.shape != b.shape:
-    raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
-  return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))

@@ -33,10 +33,10 @@ def read_params(path: str | os.PathLike, spec: NetSpec, aux_heads: bool = False)
     if suffix == ".npz":
       with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
-      if any(k.endswith(("/weights", "/bias")) for k in arrays):
-        raw = M.from_caffe_blobs(arrays, spec, aux_heads)
-      else:
+      if any(k.endswith("/kernel") for k in arrays):  # cv_jax's own "<layer>/kernel", "/bias"
         raw = M.from_flat_arrays(arrays)
+      else:
+        raw = M.from_caffe_blobs(arrays, spec, aux_heads)
     elif suffix == ".caffemodel":
       raw = M.from_caffe_blobs(caffe.read_caffemodel(path), spec, aux_heads)
     elif suffix in (".pth", ".pt"):
