@@ -39,6 +39,8 @@ REGISTRY = {
     "featvis": "benchmarks.featvis_speed",
     "sweep": "benchmarks.sweep",
     "occlusion": "benchmarks.occlusion",
+    "featvis_methods": "benchmarks.featvis_methods",
+    "mis": "benchmarks.mis",
 }
 _MARK = "@@ROWS@@"
 MAX_LOAD_PER_CORE = 1.0
@@ -71,6 +73,28 @@ def run_module(name: str, quick: bool, timeout: float) -> dict:
   error = None if rows else (err.strip().splitlines() or [f"exit code {rc}"])[-1]
   return dict(name=name, rows=rows, load_before=before, load_after=after, error=error,
               reliable=max(before, after) <= MAX_LOAD_PER_CORE)
+
+
+def normalize(row: dict) -> dict:
+  """A row in the table's schema; also accepts the older keys some modules return
+  (`what` / `benchmark` + `method` + `setting` for the path, `unit_steps_per_s` and
+  `peer_unit_steps_per_s` for the values, a text `peer` for what the peer is)."""
+  r = dict(row)
+  if "path" not in r:
+    r["path"] = r.get("what") or " ".join(
+        str(r[k]) for k in ("benchmark", "method", "setting") if r.get(k) is not None)
+  if r.get("cv_jax") is None and "unit_steps_per_s" in r:
+    r["cv_jax"] = r["unit_steps_per_s"]
+    r.setdefault("unit", "unit-steps/s")
+  if isinstance(r.get("peer"), str):
+    r.setdefault("peer_what", r["peer"])
+    r["peer"] = r.get("peer_unit_steps_per_s")
+  r.setdefault("unit", "")
+  r.setdefault("command", f"benchmarks/{r.get('benchmark', '?')}.py")
+  if r.get("notes") is None:
+    r["notes"] = ", ".join(f"{k} {r[k]}" for k in ("compile_s", "load_before", "load_after")
+                           if k in r)
+  return r
 
 
 def _fmt(v) -> str:
@@ -108,7 +132,7 @@ def table(results: list[dict], header: str) -> str:
     if r["error"]:
       lines.append(f"| {r['name']} | - | failed | - | - | - | {load} | {r['error'][:80]} |")
       continue
-    for row in r["rows"]:
+    for row in map(normalize, r["rows"]):
       ratio, goal = verdict(row)
       lines.append(f"| {row['path']} | {row['unit']} | {_fmt(row['cv_jax'])} | "
                    f"{_fmt(row.get('peer'))} | {ratio} | {goal} | {load} | `{row['command']}` |")

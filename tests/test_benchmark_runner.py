@@ -15,7 +15,9 @@ def run(quick):
           dict(path="slow thing", unit="img/s", cv_jax=10.0, peer=10.0, goal=1.5,
                command="fake.py", peer_what="a peer", notes=""),
           dict(path="compile", unit="s", cv_jax=75.0, peer=None, goal_max=60.0,
-               command="fake.py", peer_what="-", notes="")]
+               command="fake.py", peer_what="-", notes=""),
+          dict(benchmark="old_style", method="maco", setting="64 px", unit_steps_per_s=4.0,
+               peer="one unit per call", peer_unit_steps_per_s=2.0, ratio=2.0)]
 '''
 
 
@@ -38,6 +40,8 @@ def test_table_ratios_goals_and_failures(fake_registry, tmp_path, monkeypatch):
   assert "| fast thing | img/s | 30 | 10 | 3.00x | >= 2.0x met |" in md
   assert "| slow thing | img/s | 10 | 10 | 1.00x | >= 1.5x MISSED |" in md
   assert "| compile | s | 75 | - | - | <= 60 s MISSED |" in md
+  assert "| old_style maco 64 px | unit-steps/s | 4 | 2 | 2.00x | - |" in md
+  assert "one unit per call" in md
   assert "0.20 → 0.40 |" in md and "**unreliable**" in md
   broken = next(l for l in md.splitlines() if l.startswith("| broken"))
   assert "failed" in broken and "no weights" in broken and "**unreliable**" in broken
