@@ -121,9 +121,12 @@ def _score_rows(pools, emb_array, k, n_tasks, log) -> list[dict]:
       f"PyTorch Gram {t_gram:.2f} s")
   return [dict(what=f"MIS scoring, {u} units x {n_tasks} tasks (warm) vs PyTorch, reference "
                     "code's pairwise cosines", cv_jax=u / t_warm, peer=u / t_torch,
-               ratio=t_torch / t_warm, unit="units/s"),
+               ratio=t_torch / t_warm, unit="units/s",
+               peer_what="PyTorch, pairwise F.cosine_similarity (the reference code's "
+                         "computation), same tasks, draws not timed"),
           dict(what="MIS scoring (warm) vs PyTorch, the same Gram algorithm", cv_jax=u / t_warm,
-               peer=u / t_gram, ratio=t_gram / t_warm, unit="units/s"),
+               peer=u / t_gram, ratio=t_gram / t_warm, unit="units/s",
+               peer_what="PyTorch, cv_jax's Gram algorithm, same tasks, draws not timed"),
           dict(what="MIS scoring, first call (incl. compile)", cv_jax=u / t_first,
                unit="units/s")], scores
 
@@ -142,6 +145,7 @@ def run_scoring_only(sweep_dir: str, log=print) -> list[dict]:
     r["benchmark"] = "mis"
     r.setdefault("peer", None)
     r.setdefault("ratio", None)
+    r.setdefault("command", f"python benchmarks/mis.py --sweep={sweep_dir}")
   return rows
 
 
@@ -185,6 +189,7 @@ def run(quick: bool = False, log=print) -> list[dict]:
     r["benchmark"] = "mis"
     r.setdefault("peer", None)
     r.setdefault("ratio", None)
+    r.setdefault("command", "python benchmarks/mis.py" + (" --quick" if quick else ""))
   return rows
 
 
