@@ -19,6 +19,7 @@ import argparse
 import math
 import os
 import pathlib
+import sys
 import time
 
 import jax
@@ -29,6 +30,7 @@ from cv_jax import featvis, models
 from cv_jax.featvis import optimize as loop
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `benchmarks.common` when run as a script
 SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", ROOT.parent / "shared"))
 
 
@@ -144,10 +146,70 @@ def jax_steps_per_s(model, units, cfg, steps):
   state = eng.advance(state, jnp.int32(0), jnp.int32(1), mp, idx, key)
   jax.block_until_ready(state[0])
   first = time.perf_counter() - t
+  if not steps:
+    return float("nan"), first
   t = time.perf_counter()
   state = eng.advance(state, jnp.int32(1), jnp.int32(1 + steps), mp, idx, key)
   jax.block_until_ready(state[0])
   return steps / (time.perf_counter() - t), first
+
+
+def step_flops(model, cfg, layer: str = "mixed4a_pre_relu") -> float:
+  """Real convolution FLOPs of one step: forward + input gradient (2 x forward convs) through
+  `layer`, averaged over the random-scale branches' input sizes, times the batch."""
+  from benchmarks.common import conv_flops
+  pipe = loop.make_pipeline(cfg)
+  canvas = cfg.size + 2 * cfg.pad
+  sizes = [s[0] for s in sorted(pipe.output_sizes((canvas, canvas)))]
+  # output_sizes is a set: weight each scale equally (one size per scale here).
+  return 2.0 * cfg.batch * float(np.mean([conv_flops(model, s, layer) for s in sizes]))
+
+
+def demo_compile_seconds(model) -> tuple[float, int]:
+  """Compile + first step of the demo experiment's featvis program (all its units, one call)."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("exp_cfg", ROOT / "configs" / "experiment.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  demo = mod.get_config("demo")
+  cfg = featvis.get_config(demo.featvis.preset)
+  for k, v in demo.featvis.overrides.items():
+    cfg[k] = v
+  cfg.batch = demo.featvis.batch
+  units = list(demo.units) + [u.split("@")[0] for u in tuple(demo.catch) + tuple(demo.practice)]
+  units = units[:demo.featvis.units_per_call]
+  _, first = jax_steps_per_s(model, units, cfg, 0)
+  return first, len(units)
+
+
+def run(quick: bool = False) -> list[dict]:
+  """Rows for `benchmarks/run_all.py`: the paper's featvis step vs the PyTorch loop (goal 2x),
+  its fraction of the measured matmul peak (goal 30 %), the demo program's compile time (60 s)."""
+  import torch
+  from benchmarks.common import peak_flops
+  model = models.load("googlenet_bvlc", SHARED / "models" / "bvlc_googlenet" / "bvlc_googlenet_blobs.npz")
+  cfg = featvis.get_config("zimmermann2021")
+  steps = 1 if quick else 3
+  jr, jfirst = jax_steps_per_s(model, ["mixed4a/pool:42"], cfg, steps)
+  tr = torch_loop(model, steps, cfg.batch, cfg.size)
+  peer = (f"PyTorch {torch.__version__} loop, {torch.get_num_threads()} threads: same FFT/colour "
+          "parameterisation, crop/interpolate/grid_sample transforms, full forward, autograd, Adam")
+  rows = [dict(path="feature-visualisation step, batch 9, 256 px canvas", unit="steps/s",
+               command="benchmarks/featvis_speed.py", cv_jax=jr, peer=tr, peer_what=peer, goal=2.0,
+               notes=f"compile + first step {jfirst:.0f} s (5 scale branches)")]
+  jpeak, tpeak = peak_flops()
+  fl = step_flops(model, cfg)
+  rows.append(dict(path="feature-visualisation step, % of measured matmul peak", unit="%",
+                   command="benchmarks/featvis_speed.py", cv_jax=100 * jr * fl / jpeak,
+                   peer=100 * tr * fl / jpeak, peer_what="same FLOPs, PyTorch loop", goal_abs=30.0,
+                   notes=f"{fl / 1e9:.0f} GFLOP/step (convs fwd + input grad); peak {jpeak / 1e9:.0f}"
+                         f" GFLOP/s jax matmul ({tpeak / 1e9:.0f} torch)"))
+  if not quick:
+    first, n = demo_compile_seconds(model)
+    rows.append(dict(path=f"compile, demo featvis program ({n} units)", unit="s",
+                     command="benchmarks/featvis_speed.py", cv_jax=first, peer=None,
+                     peer_what="-", goal_max=60.0, notes="compile + first step"))
+  return rows
 
 
 def main():
@@ -159,10 +221,16 @@ def main():
   ap.add_argument("--unit_batch", type=int, default=1)
   ap.add_argument("--skip_torch", action="store_true")
   ap.add_argument("--skip_units", action="store_true")
+  ap.add_argument("--compile_only", action="store_true",
+                  help="only time compiling the demo experiment's featvis program")
   args = ap.parse_args()
   model = models.load("googlenet_bvlc", SHARED / "models" / "bvlc_googlenet" / "bvlc_googlenet_blobs.npz")
   cfg = featvis.get_config("zimmermann2021")
   cfg.batch, cfg.size = args.batch, args.size
+  if args.compile_only:
+    first, n = demo_compile_seconds(model)
+    print(f"demo featvis program ({n} units): compile + first step {first:.1f} s")
+    return
   print(f"device: {jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores; batch {args.batch}, "
         f"{args.size}px (+16 pad), timed steps {args.steps}")
   jr, jfirst = jax_steps_per_s(model, ["mixed4a/pool:42"], cfg, args.steps)

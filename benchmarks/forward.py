@@ -25,7 +25,7 @@ from cv_jax import models
 from cv_jax.weights import param_shapes
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", REPO.parent / "shared"))
 
 MODEL = flags.DEFINE_enum("model", "googlenet_bvlc", ["googlenet_bvlc", "inceptionv1"], "Network.")
 WEIGHTS = flags.DEFINE_string("weights", str(SHARED / "models/bvlc_googlenet/bvlc_googlenet_blobs.npz"),
@@ -76,21 +76,26 @@ def timeit(fn, warmup: int, iters: int) -> tuple[float, float]:
   return first, float(np.median(times))
 
 
-def main(argv):
-  del argv
+def compare(model_name: str = "googlenet_bvlc", weights: str = WEIGHTS.default, batch: int = 32,
+            size: int = 224, warmup: int = 3, iters: int = 5, threads: int = 0,
+            grad_layer: str = "mixed4a", channel: int = 476) -> tuple[list, dict]:
+  """Time forward and forward + input gradient, cv_jax vs PyTorch, after checking both agree.
+
+  Returns (rows, info): rows (pass, jax first-call s, jax s/call, torch s/call, FLOPs/image).
+  """
   import torch
   from cv_jax.testing import torch_reference as R
 
-  threads = THREADS.value or os.cpu_count()
+  threads = threads or os.cpu_count()
   torch.set_num_threads(threads)
-  if MODEL.value == "googlenet_bvlc":
-    model = models.load("googlenet_bvlc", WEIGHTS.value)
-    ref = R.CaffeGoogLeNet(WEIGHTS.value)
+  if model_name == "googlenet_bvlc":
+    model = models.load("googlenet_bvlc", weights)
+    ref = R.CaffeGoogLeNet(weights)
   else:
     model = models.load("inceptionv1", random_init=0, lrn="lucent")
     ref = R.LucentInceptionV1(model.params(), lrn="lucent")
-  layer = model.resolve(GRAD_LAYER.value)
-  b, s, c = BATCH.value, SIZE.value, CHANNEL.value
+  layer = model.resolve(grad_layer)
+  b, s, c = batch, size, channel
   x_np = np.random.default_rng(0).random((b, s, s, 3), np.float32)
   params = model.params()
   x = jnp.asarray(x_np)
@@ -134,14 +139,50 @@ def main(argv):
       ("forward", lambda: fwd(params, x).block_until_ready(), torch_fwd, f_fwd, compile_fwd),
       (f"fwd+bwd {layer}:{c}", lambda: grad(params, x).block_until_ready(), torch_grad, f_grad,
        compile_grad)):
-    _, j_t = timeit(jfn, WARMUP.value, ITERS.value)
-    _, t_t = timeit(tfn, WARMUP.value, ITERS.value)
-    rows.append((what, first, j_t, t_t, fl))
+    # Interleaved A/B: alternate the two sides, take each side's median (robust to load drift).
+    for _ in range(max(warmup - 1, 0)):
+      jfn()
+      tfn()
+    jt, tt = [], []
+    for _ in range(iters):
+      t0 = time.perf_counter()
+      jfn()
+      jt.append(time.perf_counter() - t0)
+      t0 = time.perf_counter()
+      tfn()
+      tt.append(time.perf_counter() - t0)
+    rows.append((what, first, float(np.median(jt)), float(np.median(tt)), fl))
+  info = dict(model=model.name, batch=b, size=s, threads=threads, torch=torch.__version__,
+              jax=jax.__version__, device=jax.devices()[0].device_kind, grad_rel_diff=float(rel),
+              layer=layer, channel=c)
+  return rows, info
 
-  print(f"\nmodel {model.name}, batch {b}, {s}x{s}, float32, {jax.devices()[0].device_kind}, "
-        f"{os.cpu_count()} cores, torch threads {threads}, torch {torch.__version__}, jax {jax.__version__}")
-  print(f"analytic FLOPs/image: forward {f_fwd / 1e9:.3f} GFLOP; input gradient at {layer} "
-        f"~{f_grad / 1e9:.3f} GFLOP (2 x forward through {layer}); grad rel. diff {rel:.1e}")
+
+def run(quick: bool = False) -> list[dict]:
+  """Rows for `benchmarks/run_all.py`: forward (goal 2x) and forward + input gradient (1.5x)."""
+  rows, info = compare(batch=8 if quick else 32, warmup=2, iters=2 if quick else 5)
+  peer = (f"PyTorch {info['torch']} port (cv_jax.testing.torch_reference), {info['threads']} "
+          "threads, inference_mode for the forward, autograd for the gradient")
+  out = []
+  for (what, first, j_t, t_t, fl), goal in zip(rows, (2.0, 1.5)):
+    name = "forward, batch %d, 224 px" % info["batch"] if what == "forward" else (
+        f"forward + input gradient to {info['layer']}, batch {info['batch']}")
+    out.append(dict(path=name, command="benchmarks/forward.py", unit="img/s",
+                    cv_jax=info["batch"] / j_t, peer=info["batch"] / t_t, peer_what=peer, goal=goal,
+                    notes=f"jax {fl * info['batch'] / j_t / 1e9:.0f} GFLOP/s, first call "
+                          f"{first:.1f} s"))
+  return out
+
+
+def main(argv):
+  del argv
+  rows, info = compare(MODEL.value, WEIGHTS.value, BATCH.value, SIZE.value, WARMUP.value,
+                       ITERS.value, THREADS.value, GRAD_LAYER.value, CHANNEL.value)
+  b = info["batch"]
+  print(f"\nmodel {info['model']}, batch {b}, {info['size']}x{info['size']}, float32, "
+        f"{info['device']}, {os.cpu_count()} cores, torch threads {info['threads']}, "
+        f"torch {info['torch']}, jax {info['jax']}")
+  print(f"grad rel. diff jax vs torch {info['grad_rel_diff']:.1e}")
   print("| pass | jax 1st call s (incl. compile) | jax img/s | torch img/s | jax/torch | jax GFLOP/s | torch GFLOP/s |")
   print("|---|---|---|---|---|---|---|")
   for what, j_first, j_t, t_t, fl in rows:

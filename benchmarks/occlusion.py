@@ -66,6 +66,68 @@ def peak_flops():
   return jp, tp
 
 
+def run(quick: bool = False) -> list[dict]:
+  """Row for `benchmarks/run_all.py`: occlusion maps at mixed4a, cv_jax vs Captum (goal 6x).
+
+  cv_jax: the incremental program (default chunk) on a full-width band of positions; Captum:
+  `Occlusion` on the PyTorch trunk (torch.no_grad, perturbations_per_eval 32, constant
+  baseline), every position a full truncated forward. positions/s, extrapolation-free.
+  """
+  import jax
+  import jax.numpy as jnp
+  import torch
+  from captum.attr import Occlusion
+  from cv_jax import models
+  from cv_jax import occlusion as O
+  from torch_googlenet import GoogLeNetTrunk
+  weights = os.path.join(SHARED, "models", "bvlc_googlenet", "bvlc_googlenet_blobs.npz")
+  model = models.load("googlenet_bvlc", weights)
+  sample = os.path.join(SHARED, "data", "imagenet_samples")
+  img = O.load_query(os.path.join(sample, sorted(os.listdir(sample))[9]))
+  size, stride, npos, block = 90, 2, (64 if quick else 128), "mixed4a"
+  layer = f"{block}_pre_relu"
+  rs = O.occluder_starts(224, size, stride)
+  chunk = O.default_chunk(model, layer)
+  n = max(chunk, (npos // chunk) * chunk)
+  rows = np.repeat(rs, len(rs))[:n].reshape(-1, chunk)
+  cols = np.tile(rs, len(rs))[:n].reshape(-1, chunk)
+  colours = O.patch_means(img, size, rs, rs).reshape(-1, 3)[:n].reshape(-1, chunk, 3)
+  prog = O.maps._program(model, layer, size, "colour", True)
+  params, ij = model.params(), jnp.asarray(img)
+  t0 = time.perf_counter()
+  jax.block_until_ready(prog(params, ij, ij, colours, rows, cols)[0])
+  compile_s = time.perf_counter() - t0
+  torch.set_num_threads(os.cpu_count())
+  trunk = GoogLeNetTrunk(weights, block[len("mixed"):]).eval()
+  x = torch.from_numpy(img.transpose(2, 0, 1)[None].copy())
+  unit = models.Unit.parse(f"{block}/3x3:10", model).channel
+  occ = Occlusion(lambda inp: trunk(inp)[:, unit])
+  ncol = max(2, min(68, round(npos / 68)))
+  cstride = min(size, (224 - size) // (ncol - 1))
+  npc = len(range(0, 224 - size + 1, cstride)) * 68
+
+  def captum_run():
+    with torch.no_grad():
+      occ.attribute(x, sliding_window_shapes=(3, size, size), strides=(3, stride, cstride),
+                    baselines=0.5, perturbations_per_eval=32, show_progress=False)
+
+  jt, ct = [], []
+  for _ in range(1 if quick else 2):
+    t = time.perf_counter()
+    jax.block_until_ready(prog(params, ij, ij, colours, rows, cols)[0])
+    jt.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    captum_run()
+    ct.append(time.perf_counter() - t)
+  import captum
+  return [dict(path="occlusion, mixed4a, 90 px occluder, stride 2", unit="positions/s",
+               command="benchmarks/occlusion.py", cv_jax=n / min(jt), peer=npc / min(ct), goal=6.0,
+               peer_what=f"Captum {captum.__version__} Occlusion, PyTorch trunk, no_grad, "
+                         f"{torch.get_num_threads()} threads, 32 perturbations per eval",
+               notes=f"cv_jax incremental, chunk {chunk}, compile {compile_s:.0f} s; {n} vs "
+                     f"{npc} positions timed")]
+
+
 def main(argv):
   del argv
   import jax

@@ -130,6 +130,61 @@ def _time(fn, repeat=1):
   return (time.perf_counter() - t) / repeat
 
 
+def run(quick: bool = False) -> list[dict]:
+  """Row for `benchmarks/run_all.py`: forward + top-k on decoded batches (goal 1.5x).
+
+  Both sides get the same decoded batch of 32 sample images; cv_jax runs its sweep step
+  (micro-batches of 8, spatial means of nine layers, exact top/bottom-200 merge), PyTorch the
+  same network under inference_mode with `torch.topk` merges. Interleaved, medians.
+  """
+  import jax
+  import torch
+  from cv_jax import models
+  from cv_jax.data import BatchLoader, open_source
+  from cv_jax.sweep.ranking import _build_step, _NO_ID
+  weights = str(SHARED / "models" / "bvlc_googlenet" / "bvlc_googlenet_blobs.npz")
+  bs, k, micro = 32, 200, 8
+  src = open_source(f"folder:{SHARED / 'data' / 'imagenet_samples'}", max_images=bs)
+  model = models.load("googlenet_bvlc", weights)
+  x = next(iter(BatchLoader(src, bs, workers=2)(0)))[1]
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+  step = _build_step(model, LAYERS, k, micro, mesh)
+  chans = {l: model.channels(l) for l in LAYERS}
+  state = {l: dict(top_val=np.full((c, k), -np.inf, np.float32),
+                   top_idx=np.full((c, k), _NO_ID, np.int32),
+                   bot_val=np.full((c, k), np.inf, np.float32),
+                   bot_idx=np.full((c, k), _NO_ID, np.int32)) for l, c in chans.items()}
+  params = model.params()
+  ids, valid = np.arange(bs, dtype=np.int32), np.ones(bs, bool)
+  tfwd = torch_googlenet(weights)
+  xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+  tables = _TorchTables(k)
+
+  def jax_side():
+    nonlocal state
+    state, _ = step(params, state, x, ids, valid)
+    jax.block_until_ready(state)
+
+  def torch_side():
+    with torch.inference_mode():
+      tables.update(tfwd(xt), torch.arange(bs).view(1, -1))
+
+  t0 = time.perf_counter()
+  jax_side()
+  compile_s = time.perf_counter() - t0
+  torch_side()
+  jt, tt = [], []
+  for _ in range(2 if quick else 5):
+    jt.append(_time(jax_side))
+    tt.append(_time(torch_side))
+  return [dict(path="sweep, forward + top-k (9 layers, k=200), batch 32", unit="img/s",
+               command="benchmarks/sweep.py", cv_jax=bs / float(np.median(jt)),
+               peer=bs / float(np.median(tt)), goal=1.5,
+               peer_what=f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, "
+                         "inference_mode, torch.topk merges",
+               notes=f"cv_jax micro-batch {micro}; compile {compile_s:.0f} s")]
+
+
 def main(argv):
   del argv
   import jax

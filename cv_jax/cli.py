@@ -29,7 +29,7 @@ COMMANDS = {
     "sweep": ("cv_jax.sweep.__main__", "main", "rank a dataset's images per unit"),
     "occlusion": ("cv_jax.occlusion.__main__", "main", "occlusion maps for one image"),
     "experiment": ("cv_jax.experiment.__main__", "main", "the whole study, from model to report"),
-    "human": ("cv_jax.human.cli", "SUBCOMMANDS", "the human study: init, serve, status, export"),
+    "human": ("cv_jax.human.cli", "SUBCOMMANDS", "the human study: serve, analyze, simulate, ..."),
     "mis": ("cv_jax.mis.__main__", "main", "machine interpretability score (MIS) of units"),
 }
 

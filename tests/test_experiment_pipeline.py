@@ -196,3 +196,27 @@ def test_seed_changes_synthetic_images_and_tasks_and_is_reproducible(run_a, bvlc
                log=lambda s: None, model=bvlc_model)
   assert _digest(root) == da
   assert json.dumps(_doc(root), sort_keys=True) == json.dumps(_doc(root_a), sort_keys=True)
+
+
+def test_human_analysis_on_the_pipelines_experiment(run_a, tmp_path):
+  """Simulated participants on the real tiny experiment -> `cv-jax human analyze`: every figure,
+  the planted exclusion, the baseline kappas equal results.json, the report links it."""
+  from cv_jax.experiment import report as machine_report
+  from cv_jax.human import export_format, report, simulate
+  root = run_a[0]
+  doc = json.loads((root / "experiment.json").read_text())
+  sim = simulate.simulate(doc, policy="irt", root=root, misbehave=["skim@1"], seed=0)
+  export = simulate.write_offline(sim, tmp_path / "export", export_format.experiment_sha256(root))
+  results, html = report.run(export, root, tmp_path / "human")
+  assert html.is_file() and len(list((tmp_path / "human").glob("*.png"))) == 10
+  assert results["counts"]["all"]["excluded_per_criterion"]["instruction_time"] == 1
+  assert results["counts"]["all"]["included"] == len(doc["tasks"]) - 1
+  machine = json.loads((root / "results.json").read_text())["kappa"]
+  k = results["kappa"]
+  for i, a in enumerate(machine["names"]):
+    for j, b in enumerate(machine["names"]):
+      if i < j and a in k["names"] and b in k["names"]:
+        p, q = k["names"].index(a), k["names"].index(b)
+        if machine["nan_sets"][f"{a}|{b}"] == 0:
+          assert k["mean100"][p][q] == machine["mean100"][i][j], (a, b)
+  assert f"../{machine_report.HUMAN_REPORT}" in (root / "report" / "report.html").read_text()

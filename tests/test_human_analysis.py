@@ -141,9 +141,13 @@ def test_kappa_against_sklearn(study):
     for s in vec:
       ra, rb = rater_sets(a, s), rater_sets(b, s)
       if a == b:
-        ks += [sk(ra[p], ra[q]) for p, q in itertools.combinations(sorted(ra), 2)]
+        here = [sk(ra[p], ra[q]) for p, q in itertools.combinations(sorted(ra), 2)]
       else:
-        ks += [sk(ra[p], rb[q]) for p in ra for q in rb]
+        here = [sk(ra[p], rb[q]) for p in ra for q in rb]
+      fin_s = [x for x in here if np.isfinite(x)]
+      got = k["per_set"][f"{a}|{b}"][str(s)]
+      assert (got is None) if not fin_s else got == pytest.approx(np.mean(fin_s), abs=1e-12)
+      ks += here
     ks = np.array(ks)
     fin = ks[np.isfinite(ks)]
     i, j = names.index(a), names.index(b)
@@ -189,6 +193,14 @@ def test_rt_confidence_baselines(study):
     props = results["confidence"][c]["all"]["proportions"]
     assert sum(props) == pytest.approx(1.0)
     assert props[2] == pytest.approx(np.mean([r["confidence"] == 3 for r in mine]))
+    # the paper's SEM quirk: over all participants of all conditions, 0 for the others
+    everyone = {}
+    for r in rows:
+      everyone.setdefault(r["session_id"], []).append(r)
+    quirk = [np.mean([x["confidence"] == 3 for x in v]) if inc[sid] == c else 0.0
+             for sid, v in everyone.items()]
+    assert results["confidence"][c]["all"]["sem2_paper"][2] == pytest.approx(
+        2 * sps.sem(quirk, ddof=0))
     # higher confidence when correct (the simulator's model)
     cor, wr = results["confidence"][c]["correct"], results["confidence"][c]["wrong"]
     assert cor["proportions"][2] > wr["proportions"][2]
@@ -206,12 +218,18 @@ def test_per_layer_and_activation_difference(study):
   rows = [r for r in exp["responses"] if r["session_id"] in inc and r["phase"] == "main"
           and r["mode"] == "normal"]
   sel = [r["correct"] for r in rows if inc[r["session_id"]] == "natural"
-         and units[trials[r["trial_id"]]["unit"]]["unit"].startswith("mixed4b/pool")]
+         and units[trials[r["trial_id"]]["unit"]]["branch"].startswith("mixed4b/pool")]
   assert results["per_layer"]["accuracy"]["natural"]["pool"]["3"] == pytest.approx(np.mean(sel))
   pts = results["activation_difference"]["3x3"]["points"]["blur"]
   rho = sps.spearmanr(pts["x"], pts["y"]).statistic
   assert results["activation_difference"]["3x3"]["spearman"]["blur"] == pytest.approx(rho)
-  assert results["example_units"]["easy"]["address"].startswith("mixed5a/pool")
+  ex = results["example_units"]["easy"]
+  assert ex["address"].startswith("mixed5a/pool")
+  for i, b in enumerate(ex["image_sets"]):
+    sel = [r["correct"] for r in rows if inc[r["session_id"]] == "mixed"
+           and trials[r["trial_id"]]["unit"] == ex["unit"]
+           and trials[r["trial_id"]]["image_set"] == b]
+    assert ex["accuracy"]["mixed"][i] == pytest.approx(np.mean(sel))
 
 
 def test_spearman_and_bins_closed_forms():

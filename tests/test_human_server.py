@@ -194,6 +194,28 @@ def test_lease_expiry_abandons_and_reopens_third_failure_retires(tmp_path, exp_d
   assert [s["attempts"] for s in statuses] == [1, 2, 3]
 
 
+def test_instruction_examples_from_the_schema(tmp_path):
+  from cv_jax.experiment import schema
+  from cv_jax.testing import human_experiment
+  path = human_experiment.make(tmp_path / "ex", n_tasks=1, examples=True,
+                               conditions=("mixed", "none"))
+  exp = stimuli.load(path.parent)
+  client, _ = _study(tmp_path, path.parent, exp)
+  doc = exp.doc
+  for c in ("mixed", "none"):
+    st = client.get(f"/api/s/{_start(client, 'ex-' + c, c)}").json()
+    entry = doc["instructions"]["examples"][c][0]
+    trial = exp.trials[entry["trial"]]
+    want = [exp.path_hash[p] for p in trial["references"][c]]
+    got = [u.rsplit("/", 1)[1][:-4] for u in st["examples"][0]["references"]]
+    assert got == want and st["examples"][0]["left"].endswith(
+        exp.path_hash[trial["images"]["max"]] + ".png")
+  bad = json.loads(json.dumps(doc))
+  bad["instructions"]["examples"]["none"][0]["trial"] = "nope"
+  with pytest.raises(schema.SchemaError, match="unknown trial"):
+    schema.validate(bad)
+
+
 def test_refusals_blocked_preview_other_experiment(tmp_path, exp_dir, experiment):
   client, db = _study(tmp_path, exp_dir, experiment)
   study.block(store.make_engine(db), ["banned"])

@@ -23,7 +23,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "output folder (default: config.
 _IMAGES = flags.DEFINE_string("images", None, "image source, folder:/path or tfds:name:split "
                               "(default: config.data.source)")
 _WEIGHTS = flags.DEFINE_string("weights", None, "model weights file (default: config.model.weights)")
-_STAGES = flags.DEFINE_list("stages", list(pipeline.STAGES), "stages to run, in order")
+_STAGES = flags.DEFINE_list("stages", None, "stages to run, in order (default: all of the "
+                            f"config's task; occlusion: {','.join(pipeline.STAGES)}; "
+                            f"exemplar_2afc: {','.join(pipeline.STAGES_2AFC)})")
 _PROGRESS = flags.DEFINE_bool("progress", True, "progress bars")
 
 
@@ -46,10 +48,14 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise cli_support.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   cfg = cli_support.config_value(_CONFIG)
-  unknown = [s for s in _STAGES.value if s not in pipeline.STAGES]
+  try:
+    valid = pipeline.stages_for(cfg)
+  except ValueError as e:
+    raise cli_support.UsageError(str(e)) from None
+  unknown = [s for s in (_STAGES.value or ()) if s not in valid]
   if unknown:
     raise cli_support.UsageError(f"unknown stage {unknown[0]!r} in --stages; stages: "
-                                 f"{','.join(pipeline.STAGES)}")
+                                 f"{','.join(valid)}")
   if _WORKDIR.value:
     cfg.workdir = _WORKDIR.value
   if _IMAGES.value:

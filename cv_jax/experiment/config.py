@@ -2,7 +2,7 @@
 (`cv-jax experiment` alone runs demo; these are the installed package's presets).
 
 NAME:
-* zimmermann2021: the paper (paper_spec): inceptionv1, 18 units + catch (j, t, z) + 10 practice
+* zimmermann2021: the paper: inceptionv1, 18 units + catch (j, t, z) + 10 practice
   units, 599,552 random ImageNet training images (set IMAGENET_TRAIN or --config.data.source),
   10 image sets, 90 px occluder at stride 2, the full feature-visualization recipe (2,561 steps,
   batch 9 and a separate batch 4), blur windows at stride 2, 50 tasks per condition.
@@ -13,8 +13,18 @@ NAME:
   stride 12, blur-window stride 45, 4 tasks per condition).
 * tiny: 2 units on 40 sample images, a few steps everywhere (tests).
 
+The 2-AFC exemplar task (`task = "exemplar_2afc"`, cv_jax.experiment.exemplar_2afc; any preset
+can switch with --config.task=exemplar_2afc):
+* borowski2021: the ICLR 2021 predecessor's design (paper_spec §7): inceptionv1 over ImageNet
+  validation (set IMAGENET_VAL), the paper's 18 units, 9 min + 9 max references from rank bins
+  of 20 with the paper's seeds, queries from the most extreme bins (query_percentile None),
+  natural and synthetic (min and max feature visualizations) references, catch trials j, t, z.
+* exemplar_2afc_demo: the same on the demo assets (BVLC, 1000 sample images) with IMI's queries
+  from the 10th / 90th percentile window, bins of 10, 2 image sets, demo-sized visualizations.
+* exemplar_2afc_tiny: 2 units on 80 sample images (tests).
+
 Units are "block/branch:index" strings (index within the branch), so they map onto both
-inceptionv1 and BVLC GoogLeNet (paper_spec §1.1-1.2); catch and practice entries are
+inceptionv1 and BVLC GoogLeNet (Zimmermann et al. 2021); catch and practice entries are
 "unit@image_set".
 """
 
@@ -30,7 +40,7 @@ from cv_jax import paper_units
 DEMO_WEIGHTS = ""  # models.load's default for googlenet_bvlc
 DEMO_IMAGES = "asset:imagenet_samples"
 
-# The paper's units (paper_spec §1.2), as "block/branch:index" strings: cv_jax.paper_units.
+# The paper's units, as "block/branch:index" strings: cv_jax.paper_units.
 PAPER_UNITS = paper_units.PAPER_UNITS
 # Catch units j, t, z and practice units, as "unit@image_set".
 CATCH = tuple(f"{paper_units.CATCH_UNITS[k]}@{paper_units.CATCH_IMAGE_SETS[k]}" for k in "jtz")
@@ -52,7 +62,7 @@ def _base() -> ml_collections.ConfigDict:
   c.n_sets = 10
   c.conditions = CONDITIONS
   c.sweep = ml_collections.ConfigDict(dict(k=200, batch_size=64, micro_batch=8))
-  # paper_spec §2.2: 10 rank bins of 20; the bin permutation seed is channel + 1.
+  # The paper's exemplar selection: 10 rank bins of 20; the bin permutation seed is channel + 1.
   c.exemplars = ml_collections.ConfigDict(dict(n_bins=10, bin_size=20, seed_offset=1))
   # featvis.preset picks the prior of the synthetic condition: zimmermann2021 (the paper),
   # lucid, lucent, maco (rendered at 224) or dgn_am (overrides.generator=PATH), so a study
@@ -65,11 +75,19 @@ def _base() -> ml_collections.ConfigDict:
   c.saliency = "spectral_residual"
   c.tasks = ml_collections.ConfigDict(dict(n_tasks=50, seed=1, catch_mode="paper"))
   c.report_set = 0
+  # "occlusion" (Zimmermann et al. 2021) or "exemplar_2afc" (Borowski et al. 2021 / IMI).
+  c.task = "occlusion"
+  # 2-AFC selection: references in n_references rank bins of bin_size from each end; queries
+  # from the window at round(query_percentile * n) (IMI: 0.1), or None for the most extreme
+  # bin (Borowski et al. 2021). bin_size = image sets available.
+  c.exemplar_2afc = ml_collections.ConfigDict(dict(n_references=9, bin_size=20,
+                                                   query_percentile=0.1, seed=0))
   return c
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """The experiment config `arg`: "zimmermann2021", "demo" or "tiny"."""
+  """The experiment config `arg`: "zimmermann2021", "demo", "tiny", or a 2-AFC preset
+  ("borowski2021", "exemplar_2afc_demo", "exemplar_2afc_tiny")."""
   name = arg or "demo"
   c = _base()
   c.name = name
@@ -115,6 +133,50 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.blur.stride = 45
     c.tasks.n_tasks = 4
     c.tasks.catch_mode = "swap"
+  elif name in PRESETS_2AFC:
+    _exemplar_2afc(c, name)
   else:
-    raise ValueError(f"unknown experiment config {name!r}; choose zimmermann2021, demo or tiny")
+    raise ValueError(f"unknown experiment config {name!r}; choose zimmermann2021, demo, tiny, "
+                     "borowski2021, exemplar_2afc_demo or exemplar_2afc_tiny")
   return c
+
+
+PRESETS_2AFC = ("borowski2021", "exemplar_2afc_demo", "exemplar_2afc_tiny")
+
+
+def _exemplar_2afc(c: ml_collections.ConfigDict, name: str) -> None:
+  """Fill in a 2-AFC exemplar preset (module docstring)."""
+  c.task = "exemplar_2afc"
+  c.conditions = ("natural", "synthetic")
+  c.practice = ()
+  if name == "borowski2021":
+    c.workdir = "runs/borowski2021"
+    c.model.name = "inceptionv1"
+    c.data.source = "folder:" + os.environ.get("IMAGENET_VAL", "/path/to/imagenet/val")
+    c.exemplar_2afc.query_percentile = None
+    c.featvis.batch = 9
+    return
+  c.model.name = "googlenet_bvlc"
+  c.model.weights = DEMO_WEIGHTS
+  c.data.source = DEMO_IMAGES
+  c.n_sets = 2
+  c.tasks.n_tasks = 4
+  c.featvis.overrides = ml_collections.ConfigDict(dict(
+      size=64, pad=8, steps=32,
+      transforms=(("jitter", 8), ("rotate", tuple(range(-5, 6))), ("jitter", 4))))
+  if name == "exemplar_2afc_demo":
+    c.workdir = "runs/exemplar_2afc_demo"
+    c.catch = tuple(f"{paper_units.CATCH_UNITS[k]}@{i}" for i, k in enumerate("jtz"))
+    c.exemplar_2afc.bin_size = 10
+    c.featvis.units_per_call = 21
+  else:
+    c.workdir = "runs/exemplar_2afc_tiny"
+    c.data.max_images = 80
+    c.units = ("mixed3a/3x3:125", "mixed3b/pool:14")
+    c.catch = ("mixed3a/pool:3@2",)
+    c.exemplar_2afc.bin_size = 3
+    c.exemplar_2afc.query_percentile = 0.4
+    c.sweep.batch_size = 8
+    c.featvis.units_per_call = 3
+    c.featvis.overrides = ml_collections.ConfigDict(dict(
+        size=32, pad=0, steps=3, transforms=(("jitter", 2),)))

@@ -19,9 +19,13 @@ import pathlib
 from typing import Any, Mapping
 
 SCHEMA_NAME = "cv_jax.experiment"
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"
+"""1.1.0 added two optional fields: `instructions` (example entries of the instruction pages) and
+the top-level `task` ("occlusion", the default, or "exemplar_2afc", whose trials follow
+`schema_2afc`)."""
+TASKS = ("occlusion", "exemplar_2afc")
 CONDITIONS = ("synthetic", "natural", "mixed", "blur", "none")
-"""Reference conditions, paper_spec §3 (Synthetic = "optimized" in the paper's code)."""
+"""The paper's reference conditions (Synthetic = "optimized" in the paper's code)."""
 N_REFERENCES = {"synthetic": 9, "natural": 9, "mixed": 9, "blur": 9, "none": 0}
 ROLES = ("main", "catch", "practice")
 
@@ -43,6 +47,7 @@ SCHEMA: dict[str, Any] = {
     "properties": {
         "schema": {"const": SCHEMA_NAME},
         "schema_version": {"type": "string", "pattern": r"^1\.\d+\.\d+$"},
+        "task": {"const": "occlusion"},
         "generator": {"type": "object", "required": ["package", "version"]},
         "config": {"type": "object"},
         "model": {"type": "object", "required": ["name"],
@@ -135,6 +140,14 @@ SCHEMA: dict[str, Any] = {
                                "items": {"$ref": "#/$defs/task_trial"}},
                     "catch_trial_idxs": {"type": "array", "items": {"type": "integer",
                                                                    "minimum": 1}}}}},
+        "instructions": {
+            "type": "object",
+            "description": "since 1.1.0: the example trials of each condition's instruction "
+                           "pages (entries like a task's, not shown as trials)",
+            "properties": {"examples": {
+                "type": "object", "propertyNames": {"enum": list(CONDITIONS)},
+                "additionalProperties": {"type": "array",
+                                         "items": {"$ref": "#/$defs/task_trial"}}}}},
         "results": {"type": "object"},
     },
     "$defs": {
@@ -153,10 +166,12 @@ class SchemaError(ValueError):
   """An experiment document does not follow the schema (message names the problem)."""
 
 
-def write_schema(path: str | os.PathLike) -> pathlib.Path:
-  """Write the JSON-Schema document to `path`."""
+def write_schema(path: str | os.PathLike, task: str = "occlusion") -> pathlib.Path:
+  """Write the JSON-Schema document of `task` to `path`."""
+  from cv_jax.experiment import schema_2afc
   path = pathlib.Path(path)
-  path.write_text(json.dumps(SCHEMA, indent=1) + "\n")
+  doc = SCHEMA if task == "occlusion" else schema_2afc.schema(SCHEMA_VERSION)
+  path.write_text(json.dumps(doc, indent=1) + "\n")
   return path
 
 
@@ -169,6 +184,21 @@ def validate(doc: Mapping[str, Any], root: str | os.PathLike | None = None) -> N
   condition's references (mixed: synthetic slots first), tasks referring to known trials, and,
   with `root`, that every referenced file exists.
   """
+  task = doc.get("task", "occlusion") if isinstance(doc, Mapping) else "occlusion"
+  if task not in TASKS:
+    raise SchemaError(f"unknown task {task!r}; choose one of {TASKS}")
+  if task == "exemplar_2afc":
+    from cv_jax.experiment import schema_2afc
+    for key in ("schema", "schema_version"):
+      if key not in doc:
+        raise SchemaError(f"experiment.json lacks the field {key!r}")
+    if doc["schema"] != SCHEMA_NAME:
+      raise SchemaError(f"not a {SCHEMA_NAME} document (schema = {doc['schema']!r})")
+    if str(doc["schema_version"]).split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+      raise SchemaError(f"schema_version {doc['schema_version']} is not compatible with "
+                        f"{SCHEMA_VERSION}")
+    schema_2afc.validate_2afc(doc, root, error=SchemaError)
+    return
   try:
     import jsonschema
   except ImportError:  # pragma: no cover - the semantic checks still run
@@ -236,6 +266,16 @@ def validate(doc: Mapping[str, Any], root: str | os.PathLike | None = None) -> N
     if "catch_trial_idxs" in task and task["catch_trial_idxs"] != idxs:
       raise SchemaError(f"task {task['id']}: catch_trial_idxs {task['catch_trial_idxs']} do not "
                         f"match the catch trials at {idxs}")
+  for c, entries in doc.get("instructions", {}).get("examples", {}).items():
+    if c not in conds:
+      raise SchemaError(f"instructions.examples uses condition {c!r}, not declared in conditions")
+    for entry in entries:
+      if entry["trial"] not in trials:
+        raise SchemaError(f"instructions.examples[{c}] refers to unknown trial "
+                          f"{entry['trial']!r}")
+      if sorted(entry["reference_order"]) != list(range(conds[c]["n_references"])):
+        raise SchemaError(f"instructions.examples[{c}], trial {entry['trial']}: reference_order "
+                          f"{entry['reference_order']} is not a permutation of the references")
   if root is not None:
     root = pathlib.Path(root)
     missing = [f for f in dict.fromkeys(files) if not (root / f).is_file()]

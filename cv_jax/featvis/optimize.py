@@ -104,13 +104,11 @@ class Engine:
   def _images(self, params):
     return jax.vmap(self.param)(params)  # (U, B, H, W, 3)
 
-  def loss(self, params, mparams, idx, step, draws):
-    """-(Σ_u objective_u) and aux (per-image unit activations (U, B), diversity (U,))."""
-    cfg, U, B = self.cfg, self.U, self.B
-    imgs = self._images(params)
-    flat = imgs.reshape((U * B,) + imgs.shape[2:])
+  def _tail(self, mparams, idx, step):
+    """tail(x, imgs): model on the transformed batch x, -(Σ_u objective_u) and aux."""
+    cfg, B = self.cfg, self.B
 
-    def tail(x):
+    def tail(x, imgs):
       acts = self.model.apply(mparams, x, self.layers, relu=cfg.relu, step=step) if self.layers else {}
       total = jnp.zeros((), jnp.float32)
       per, divs = [], []
@@ -128,23 +126,38 @@ class Engine:
           else:
             divs.append(jnp.zeros((), jnp.float32))
         else:
-          def T(name, sl=sl):
+          def T(name, sl=sl, u=u):
             return imgs[u] if name == "input" else acts[name][sl]
           v = val(T)
           total = total + v
           per.append(jnp.full((B,), jnp.nan, jnp.float32))
           divs.append(jnp.zeros((), jnp.float32))
       return -total, (jnp.stack(per), jnp.stack(divs))
+    return tail
 
-    return self.pipeline.run(flat, draws, tail)
+  def loss(self, params, mparams, idx, step, draws):
+    """-(Σ_u objective_u) and aux (per-image unit activations (U, B), diversity (U,))."""
+    imgs = self._images(params)
+    flat = imgs.reshape((self.U * self.B,) + imgs.shape[2:])
+    tail = self._tail(mparams, idx, step)
+    return self.pipeline.run(flat, draws, lambda x: tail(x, imgs))
+
+  def loss_and_grad(self, params, mparams, idx, step, draws):
+    """`((loss, aux), d loss / d params)`: `jax.value_and_grad(self.loss, has_aux=True)`'s
+    numbers, with each random-scale branch holding its own backward pass
+    (`Pipeline.value_and_grad`)."""
+    imgs, back = jax.vjp(self._images, params)
+    flat = imgs.reshape((self.U * self.B,) + imgs.shape[2:])
+    out, (g_flat, g_imgs) = self.pipeline.value_and_grad(
+        self._tail(mparams, idx, step), flat, draws, imgs)
+    return out, back(g_flat.reshape(imgs.shape) + g_imgs)[0]
 
   def _make_step(self):
     def step(state, i, mparams, idx, tkey):
       """One optimisation step i (0-based) on state (params, opt_state, per-image unit terms, diversity, total objective)."""
       params, opt_state, _, _, _ = state
       draws = self.pipeline.draw(jax.random.fold_in(tkey, i))
-      (loss, (per, divs)), g = jax.value_and_grad(self.loss, has_aux=True)(
-          params, mparams, idx, i, draws)
+      (loss, (per, divs)), g = self.loss_and_grad(params, mparams, idx, i, draws)
       updates, opt_state = self.optimizer.update(g, opt_state, params)
       params = optax.apply_updates(params, updates)
       return params, opt_state, per, divs, -loss

@@ -15,7 +15,7 @@ the step (model and objective). We chose this over resampling onto a fixed canva
 canvas changes what the model sees (zero borders enter the channel means) and so would not
 match Lucid's variable-size recipe.
 
-Modes (featvis_spec §2.4):
+Modes (Lucid's and Lucent's transforms):
 * "lucid": jitter = random crop (offset 0..d inclusive, image shrinks); scale = TF1 legacy
   `resize_bilinear` (align_corners=False, no half-pixel centres) to int(s·H), no re-pad; rotate =
   `tf.contrib.image.rotate` nearest neighbour, zero fill, radians = 3.14·deg/180.
@@ -351,6 +351,40 @@ class Pipeline:
 
   def __call__(self, x, draws):
     return self.run(x, draws)
+
+  def value_and_grad(self, tail: Callable, x: jax.Array, draws: Sequence, *args):
+    """`((value, aux), (dx, *dargs))` of `tail(self.run(x, draws), *args)` = (value, aux).
+
+    The same numbers as `jax.value_and_grad(..., argnums=(0, 1, ...), has_aux=True)` of
+    `run`, computed so that a `RandomScale` whose branches reach the end of the step holds the
+    whole forward *and* backward pass of each scale inside its `lax.switch` branch: only the
+    drawn branch runs, and the backward pass does not carry every other branch's residuals
+    (differentiating through a `lax.switch` makes each branch return the union of all
+    branches' residuals, zero-filled, which for the network's activations costs more than
+    the network itself). Transforms before that scale are differentiated normally (`jax.vjp`).
+    """
+    draws = tuple(draws)
+    n = len(self.transforms)
+    split = next((i for i, t in enumerate(self.transforms) if t.branches
+                  and not any(u.fixed for u in self.transforms[i + 1:])), None)
+
+    def whole(y, *a):
+      return tail(self._run(y, draws, 0, n, lambda z: z), *a)
+
+    argnums = tuple(range(1 + len(args)))
+    if split is None:
+      return jax.value_and_grad(whole, argnums=argnums, has_aux=True)(x, *args)
+    t = self.transforms[split]
+    y, back = jax.vjp(lambda v: self._run(v, draws, 0, split, lambda z: z), x)
+
+    def branch(k):
+      def rest(v, *a):
+        return tail(self._run(t.apply_static(v, k), draws, split + 1, n, lambda z: z), *a)
+      return lambda ops: jax.value_and_grad(rest, argnums=argnums, has_aux=True)(*ops)
+
+    out, grads = lax.switch(jnp.asarray(draws[split], jnp.int32),
+                            [branch(k) for k in range(t.branches)], (y, *args))
+    return out, (back(grads[0])[0], *grads[1:])
 
   def _run(self, x, draws, i, stop, tail):
     if i == stop:

@@ -87,17 +87,25 @@ class AnalysisError(ValueError):
 
 
 def unit_position(unit: Mapping[str, Any]) -> tuple[str, str, int]:
-  """(block, branch, layer index) of an experiment unit ("mixed4a/pool:42" style addresses).
+  """(block, branch, layer index) of an experiment unit.
 
-  Units whose address is not "block/branch:index" keep their `layer` and `branch` fields, with
-  the layer index -1 (sorted after the known blocks by name).
+  Reads the first "block/branch:index" address among the unit's `branch`, `source` and `unit`
+  fields (the pipeline writes `branch` = "mixed4a/pool:42", `unit` = "mixed4a_pre_relu:480").
+  Units without one keep their `layer` field and branch "?", with the layer index -1.
   """
-  text = str(unit.get("unit", ""))
-  block, _, rest = text.partition("/")
-  branch = rest.split(":")[0] if rest else (unit.get("branch") or "?")
-  if block in BLOCKS:
-    return block, branch, BLOCKS.index(block)
-  return str(unit.get("layer") or block), str(branch), -1
+  for key in ("branch", "source", "unit"):
+    block, sep, rest = str(unit.get(key) or "").partition("/")
+    if sep and block in BLOCKS:
+      return block, rest.split(":")[0], BLOCKS.index(block)
+  return str(unit.get("layer") or unit.get("unit")), "?", -1
+
+
+def unit_address(unit: Mapping[str, Any]) -> str:
+  """The unit's "block/branch:index" address when it has one, else its `unit` field."""
+  for key in ("branch", "source"):
+    if "/" in str(unit.get(key) or ""):
+      return str(unit[key])
+  return str(unit.get("unit"))
 
 
 def unit_key(unit: Mapping[str, Any]) -> tuple:
@@ -300,7 +308,7 @@ def analyze(export: Export, doc: Mapping[str, Any], *, rules: exclusion_lib.Rule
     if uid is None:
       continue
     sets = sorted({r["image_set"] for r in main if r["unit"] == uid})
-    examples[name] = {"unit": uid, "address": units[uid]["unit"], "image_sets": sets,
+    examples[name] = {"unit": uid, "address": unit_address(units[uid]), "image_sets": sets,
                       "accuracy": {c: [_mean(r["correct"] for r in main if r["unit"] == uid
                                              and r["condition"] == c and r["image_set"] == b)
                                        for b in sets] for c in conds}}
@@ -451,7 +459,8 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
   lines = []
   for c in results["conditions"]:
     a, n = results["accuracy"][c], results["counts"][c]
-    lines.append(f"{LABELS.get(c, c):<10} accuracy {100 * a['mean']:.1f} ± {100 * a['sem2']:.1f} % "
+    lines.append(f"{LABELS.get(c, c):<10} accuracy {100 * a['mean']:.1f} ± "
+                 f"{100 * a['sem2']:.1f} % "
                  f"({a['n_participants']} included of {n['started']} started)"
                  if a["n_participants"] else f"{LABELS.get(c, c):<10} no included participants")
   return lines

@@ -30,12 +30,14 @@ reaction times, pauses), so a ten-minute session takes seconds; the server adds 
 to the payload this client sent for it — what the durability test checks against the database.
 
 Requests that fail (connection errors, 5xx, timeouts) are retried with exponential backoff
-(`retries` times per request, the outbox keeps answers across failed requests). Uses httpx.
+(for up to `retry_s` seconds per request; the outbox keeps answers across failed requests).
+Uses httpx.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 import time
 from typing import Any, Callable
@@ -100,13 +102,13 @@ class Participant:
   def __init__(self, base_url: str, external_id: str, *, source: str = "sim",
                condition: str | None = None, decide: Decision | None = None,
                faults: Faults = Faults(), seed: int = 0, clock_start: float | None = None,
-               instruction_s: float = 30.0, retries: int = 6, timeout: float = 10.0,
+               instruction_s: float = 30.0, retry_s: float = 60.0, timeout: float = 10.0,
                http: httpx.Client | None = None, deadline: float | None = None):
     self.base = base_url.rstrip("/")
     self.external_id, self.source, self.condition = external_id, source, condition
     self.rng = random.Random(seed)
     self.decide = decide or coin_flip(self.rng)
-    self.faults, self.retries, self.timeout = faults, retries, timeout
+    self.faults, self.retry_s, self.timeout = faults, retry_s, timeout
     self.http = http or httpx.Client(timeout=timeout)
     self._own_http = http is None
     self.t = float(clock_start if clock_start is not None else time.time() * 1000)
@@ -115,6 +117,7 @@ class Participant:
     self.result = Result(external_id)
     self.token: str | None = None
     self.outbox: dict[str, dict] = {}
+    self.events: list[dict] = []
     self.page_load = 0
     self.seq = 0
 
@@ -122,9 +125,13 @@ class Participant:
 
   def _request(self, kind: str, method: str, path: str, body: Any = None, *,
                ok: tuple[int, ...] = (200, 201)) -> httpx.Response:
-    """One request with retries on failures; returns the response with an `ok` status or a
-    4xx (raises Gone for 404/410 on a session path)."""
-    for i in range(self.retries + 1):
+    """One request, retried on failures (connection errors, timeouts, 5xx) with backoff for up
+    to `retry_s` seconds; returns the response with an `ok` status or a 4xx (raises Gone for
+    404/410 on a session path, or when the retries run out)."""
+    give_up = time.time() + self.retry_s
+    for i in itertools.count():
+      if i > 0 and time.time() > give_up:
+        break
       if self.deadline is not None and time.time() > self.deadline:
         raise Gone("deadline")
       t0 = time.perf_counter()
@@ -132,14 +139,14 @@ class Participant:
         r = self.http.request(method, self.base + path, json=body)
       except httpx.HTTPError:
         self.result.latencies.append((kind, time.perf_counter() - t0, 0))
-        time.sleep(min(4.0, 0.2 * 2 ** i))
+        time.sleep(min(2.0, 0.1 * 2 ** i))
         continue
       self.result.latencies.append((kind, time.perf_counter() - t0, r.status_code))
       if r.status_code in ok or 400 <= r.status_code < 500:
         if r.status_code in (404, 410) and path.startswith("/api/s/"):
           raise Gone(f"{r.status_code}: {r.text[:200]}")
         return r
-      time.sleep(min(4.0, 0.2 * 2 ** i))
+      time.sleep(min(2.0, 0.1 * 2 ** i))
     raise Gone("gave_up")
 
   def _cancelled_post(self, path: str, body: Any) -> None:
@@ -152,13 +159,21 @@ class Participant:
       pass
     self.result.latencies.append(("cancelled", time.perf_counter() - t0, 0))
 
-  def _event(self, kind: str, payload: dict | None = None) -> None:
-    item = {"page_load_id": f"py{self.page_load}", "seq": self.seq, "kind": kind,
-            "t_client": self.t, "payload": payload or {}}
+  def _event(self, kind: str, payload: dict | None = None, send: bool = False) -> None:
+    """Queue an event (sent in batches, as the page does); `send` flushes the queue now."""
+    self.events.append({"page_load_id": f"py{self.page_load}", "seq": self.seq, "kind": kind,
+                        "t_client": self.t, "payload": payload or {}})
     self.seq += 1
-    self._request("events", "POST", f"/api/s/{self.token}/events", {"events": [item]})
+    if send:
+      self._send_events()
+
+  def _send_events(self) -> None:
+    if self.events:
+      self._request("events", "POST", f"/api/s/{self.token}/events", {"events": self.events})
+      self.events = []
 
   def _state(self) -> dict:
+    self._send_events()
     return self._request("state", "GET", f"/api/s/{self.token}").json()
 
   # ---------------------------------------------------------------- answers
@@ -238,7 +253,9 @@ class Participant:
     return r.status_code
 
   def reload(self) -> dict:
-    """A browser reload: a new page load, the state fetched again; the outbox is kept."""
+    """A browser reload: a new page load, the state fetched again; the outbox is kept (queued
+    events are lost, as a page's unsent events would be)."""
+    self.events = []
     self.result.reloads += 1
     self.page_load += 1
     self.seq = 0
@@ -303,7 +320,7 @@ class Participant:
         self._flush()
     self._drain()
     self.t += 5000
-    self._event("submit")
+    self._event("submit", send=True)
     for _ in range(20):
       r = self._request("finish", "POST", f"/api/s/{self.token}/finish", {"feedback": ""},
                         ok=(200,))

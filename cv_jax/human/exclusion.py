@@ -106,6 +106,25 @@ class Rules:
     return cls(**d)
 
 
+def rules_2afc() -> Rules:
+  """cv_jax's defaults for the 2-AFC exemplar task (`task` "exemplar_2afc").
+
+  IMI excluded participants by catch trials, but its thresholds were not verified
+  (successors_spec §4.1 [?]); these are cv_jax's choices for its tasks of one trial per unit plus
+  catch trials: catch trials >= 0.8 correct (their answer is on screen), instruction time >= 15 s,
+  total time within [60, 3600] s, at most 5 practice blocks, and the intended row-variability
+  check (at least one choice of each side), no per-condition overrides. Override any field with
+  `dataclasses.replace(rules_2afc(), ...)`.
+  """
+  return Rules(catch_ratio_min=0.8, instruction_time_min_s=15.0, total_time_min_s=60.0,
+               total_time_max_s=3600.0, row_variability="intended", overrides={})
+
+
+def rules_for(doc: Mapping[str, Any]) -> Rules:
+  """The default rules of an experiment document: the paper's, or `rules_2afc` for 2-AFC."""
+  return rules_2afc() if doc.get("task") == "exemplar_2afc" else Rules()
+
+
 def _num(x) -> float | None:
   if x is None or x == "":
     return None

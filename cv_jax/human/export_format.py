@@ -229,7 +229,8 @@ def jspsych_rows(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dict
           "trial_type": TRIAL_TYPE, "rt": r.get("rt_ms"),
           "response": None if button is None else str(button), "phase": r["phase"],
           "attempt": r.get("attempt"), "entry_index": r["entry_index"], "choice": r.get("choice"),
-          "correct": r.get("correct"), "confidence": r.get("confidence"), "max_side": r.get("max_side"),
+          "correct": r.get("correct"), "confidence": r.get("confidence"),
+          "max_side": r.get("max_side"),
           "button_pressed": button,
           "switched_queries": None if r.get("max_side") is None else r["max_side"] == "left",
           "catch_trial": r.get("mode") == "catch_trial", "is_demo": r["phase"] == "practice"}))

@@ -162,6 +162,12 @@ def write(results: Mapping[str, Any], out: str | os.PathLike) -> pathlib.Path:
     rows.append(row)
   parts.append("<p>This study, with the paper's value in brackets:</p>")
   parts.append(_table([""] + [L.get(n, n) for n in names], rows))
+  sub = [n for n in ("synthetic", "natural", "saliency") if n in names]
+  if len(sub) > 1:  # the paper's Fig. 4C
+    idx = [names.index(n) for n in sub]
+    parts.append("<p>Synthetic, Natural and Saliency (the paper's Fig. 4C):</p>")
+    parts.append(_table([""] + [L[n] for n in sub],
+                        [[L[sub[a]]] + [rows[i][j + 1] for j in idx] for a, i in enumerate(idx)]))
   fig("kappa_per_set", "Kappa per image set")
   fig("per_layer", "Accuracy per layer and branch")
   fig("activation_difference", "Accuracy and the relative activation difference")

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from cv_jax.experiment import exemplar_2afc as x2
 from cv_jax.experiment import trials as trials_lib
 from cv_jax.human import exclusion
 from cv_jax.human.export_format import CONFIDENCE_LABELS
@@ -327,13 +328,14 @@ def _participant(doc, task, p: int, *, policy: Policy, mis: Misbehaviour | None,
       t += 950_000
       event("visibility_visible", t)
     if reload_at is not None and i == reload_at:
-      event("trial_shown", t, {"entry_index": i})  # shown, then the page reloads
+      # trial i is on screen when the page reloads; the new page load resumes at trial i
+      # (the run has started already, so no second run_start, as the study pages do)
       t += float(rng.uniform(5000, 15000))
       load[0] = f"sim{p:05d}-1"
+      seq[0] = 0
       event("page_load", t)
       event("resume", t + 100, {"next_entry": i})
       t += float(rng.uniform(1500, 4000))
-      event("run_start", t)
     trial = trials_by_id[entry["trial"]]
     if entry["mode"] == "catch_trial":
       ok = name != "catch_fail"
@@ -382,7 +384,10 @@ def _participant(doc, task, p: int, *, policy: Policy, mis: Misbehaviour | None,
 def _answer(responses, rng, hasher, doc, task, entry, sid, phase, attempt, index, ok, side, t,
             load_id) -> float:
   """Append one response (shown at t) and return the time after the Continue click."""
-  shown = trials_lib.shown_images(doc, task, entry)
+  if doc.get("task") == "exemplar_2afc":
+    shown = x2.shown_2afc(doc, task, entry)
+  else:
+    shown = trials_lib.shown_images(doc, task, entry)
   mx = entry["max_side"]
   if side is None:
     side = mx if ok else ("left" if mx == "right" else "right")
@@ -444,7 +449,8 @@ def simulate(doc: Mapping[str, Any], *, policy: str | Policy = "fixed", n: int |
     conditions: the conditions to simulate (default: those with tasks).
     misbehave: misbehaviour items, `name[:arg]@count` or `@percent%`, over all participants.
     seed: the seed of everything.
-    rules: exclusion rules for the stored `exclusion_json` (default: the paper's).
+    rules: exclusion rules for the stored `exclusion_json` (default: the paper's;
+      `exclusion.rules_2afc()` for a 2-AFC exemplar experiment).
     practice_in_none: give the None condition practice blocks too (the paper did not).
     root: the experiment folder; shown images are hashed from its files when present.
 
@@ -453,7 +459,7 @@ def simulate(doc: Mapping[str, Any], *, policy: str | Policy = "fixed", n: int |
   """
   policy = parse_policy(policy) if isinstance(policy, str) else policy
   mis = parse_misbehaviours(misbehave)
-  rules = rules or exclusion.Rules()
+  rules = rules or exclusion.rules_for(doc)
   by_cond: dict[str, list] = {}
   for task in doc["tasks"]:
     by_cond.setdefault(task["condition"], []).append(task)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from cv_jax.experiment import exemplar_2afc as x2
 from cv_jax.experiment import schema
 from cv_jax.experiment import trials as trials_lib
 from cv_jax.human.settings import Settings
@@ -79,6 +80,11 @@ def load(experiment_dir: str | os.PathLike) -> Experiment:
     raise ExperimentError(f"{path} has no tasks; the experiment config must make tasks")
   paths: set[str] = set()
   for t in doc["trials"]:
+    if is_2afc(doc):
+      paths.update(t["queries"].values())
+      for sides in t["references"].values():
+        paths.update(sides["max"] + sides["min"])
+      continue
     paths.update(t["images"].values())
     for refs in t["references"].values():
       paths.update(refs)
@@ -92,14 +98,26 @@ def load(experiment_dir: str | os.PathLike) -> Experiment:
                     path_hash=path_hash, hash_file=hash_file)
 
 
+def is_2afc(doc: Mapping[str, Any]) -> bool:
+  """Whether the document is a 2-AFC exemplar experiment (`task` "exemplar_2afc")."""
+  return doc.get("task") == "exemplar_2afc"
+
+
 def view(exp: Experiment, task: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
   """Server-side view of one entry: image hashes plus the secret fields (never sent).
 
   Returns {"left", "right", "base", "references" (hashes, display order), "max_side", "mode",
-  "trial_id"}.
+  "trial_id"}; for a 2-AFC exemplar experiment instead of "base" and "references":
+  "kind" = "exemplar_2afc", "min_references" and "max_references" (display order).
   """
-  shown = trials_lib.shown_images(exp.doc, task, entry)
   h = exp.path_hash
+  if is_2afc(exp.doc):
+    shown = x2.shown_2afc(exp.doc, task, entry)
+    return {"kind": "exemplar_2afc", "left": h[shown["left"]], "right": h[shown["right"]],
+            "min_references": [h[p] for p in shown["min_references"]],
+            "max_references": [h[p] for p in shown["max_references"]],
+            "max_side": shown["correct"], "mode": entry["mode"], "trial_id": entry["trial"]}
+  shown = trials_lib.shown_images(exp.doc, task, entry)
   return {"left": h[shown["left"]], "right": h[shown["right"]], "base": h[shown["base"]],
           "references": [h[p] for p in shown["references"]], "max_side": shown["correct"],
           "mode": entry["mode"], "trial_id": entry["trial"]}
@@ -110,9 +128,21 @@ def image_url(token: str, digest: str) -> str:
   return f"/s/{token}/img/{digest}.png"
 
 
+def view_hashes(v: Mapping[str, Any]) -> list[str]:
+  """Every image hash a view shows."""
+  if v.get("kind") == "exemplar_2afc":
+    return [v["left"], v["right"], *v["min_references"], *v["max_references"]]
+  return [v["base"], v["left"], v["right"], *v["references"]]
+
+
 def descriptor(v: Mapping[str, Any], token: str, phase: str, attempt: int,
                index: int) -> dict[str, Any]:
   """The public descriptor of a view: URLs and the entry key only (no secret fields)."""
+  if v.get("kind") == "exemplar_2afc":
+    return {"phase": phase, "attempt": attempt, "entry_index": index, "kind": "exemplar_2afc",
+            "left": image_url(token, v["left"]), "right": image_url(token, v["right"]),
+            "min_references": [image_url(token, r) for r in v["min_references"]],
+            "max_references": [image_url(token, r) for r in v["max_references"]]}
   return {"phase": phase, "attempt": attempt, "entry_index": index,
           "base": image_url(token, v["base"]), "left": image_url(token, v["left"]),
           "right": image_url(token, v["right"]),
@@ -158,6 +188,5 @@ def task_hashes(exp: Experiment, task: Mapping[str, Any]) -> set[str]:
   """Every image hash this task can show (examples, practice, trials)."""
   out: set[str] = set()
   for e in instruction_examples(exp, task) + list(task.get("practice", [])) + list(task["trials"]):
-    v = view(exp, task, e)
-    out.update([v["left"], v["right"], v["base"], *v["references"]])
+    out.update(view_hashes(view(exp, task, e)))
   return out

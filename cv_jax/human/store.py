@@ -15,6 +15,7 @@ append-only: nothing here updates or deletes their rows. Imports no JAX.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -193,15 +194,23 @@ def make_engine(db_url: str, *, pool_size: int = 8) -> sa.Engine:
       mode = "IMMEDIATE" if conn.get_execution_options().get("cvjax_write") else "DEFERRED"
       conn.exec_driver_sql(f"BEGIN {mode}")
 
+    # One writer at a time per process: threads queue on a lock instead of SQLite's busy
+    # handler (which sleeps in steps of up to 100 ms); other processes still wait on SQLite.
+    _WRITE_LOCKS[id(engine)] = threading.Lock()
     return engine
   return sa.create_engine(url, pool_size=pool_size, max_overflow=32, pool_timeout=60,
                           pool_pre_ping=True)
 
 
+_WRITE_LOCKS: dict[int, threading.Lock] = {}
+
+
 @contextlib.contextmanager
 def write_tx(engine: sa.Engine) -> Iterator[sa.Connection]:
-  """A write transaction (SQLite: BEGIN IMMEDIATE); commits on success, rolls back on error."""
-  with engine.connect().execution_options(cvjax_write=True) as conn, conn.begin():
+  """A write transaction (SQLite: BEGIN IMMEDIATE, one writer thread per process at a time);
+  commits on success, rolls back on error."""
+  lock = _WRITE_LOCKS.get(id(engine)) or contextlib.nullcontext()
+  with lock, engine.connect().execution_options(cvjax_write=True) as conn, conn.begin():
     yield conn
 
 

@@ -310,6 +310,7 @@ def state(conn: sa.Connection, exp: stim.Experiment, settings: Settings, token: 
   task = _task(exp, row)
   body: dict[str, Any] = {
       "state": row.state, "condition": row.condition,
+      "task": exp.doc.get("task", "occlusion"),
       "window": {"width": settings.min_width, "height": settings.min_height},
       "continue_delay_ms": settings.feedback_delay_ms,
       "practice_attempts_limit": settings.practice_max_attempts,
@@ -330,7 +331,7 @@ def state(conn: sa.Connection, exp: stim.Experiment, settings: Settings, token: 
 
   def desc(entry, phase, attempt, index):
     v = stim.view(exp, task, entry)
-    images.extend([v["base"], v["left"], v["right"], *v["references"]])
+    images.extend(stim.view_hashes(v))
     return stim.descriptor(v, token, phase, attempt, index)
 
   answered = _answered(conn, row.id)
@@ -346,8 +347,7 @@ def state(conn: sa.Connection, exp: stim.Experiment, settings: Settings, token: 
                                     for i, k in enumerate(draws[a]) if i not in got]}
   if st in ("instructions", "practice"):
     for e in task.get("practice", []) if stim.has_practice(task, settings) else []:
-      v = stim.view(exp, task, e)
-      images.extend([v["base"], v["left"], v["right"], *v["references"]])
+      images.extend(stim.view_hashes(stim.view(exp, task, e)))
   if st in ("instructions", "practice", "main"):
     done = {e for p, _, e, _ in answered if p == "main"}
     body["main"]["answered"] = len(done)
@@ -487,8 +487,15 @@ def finish(conn: sa.Connection, exp: stim.Experiment, settings: Settings, token:
                                     kind="feedback", t_client=float(now), t_server=now,
                                     payload_json=json.dumps({"feedback": feedback})))
   from cv_jax.human import exclusion  # the analysis side's module (issue 11)
-  checks, passed = exclusion.evaluate(row.condition, _rows(conn, store.response, row.id),
-                                      _rows(conn, store.event, row.id))
+  try:
+    checks, passed = exclusion.evaluate(row.condition, _rows(conn, store.response, row.id),
+                                        _rows(conn, store.event, row.id),
+                                        rules=exclusion.rules_for(exp.doc))
+  except Exception as e:  # noqa: BLE001 - the participant still gets the code; data kept
+    checks, passed = {"error": f"{type(e).__name__}: {e}"}, False
+    anomaly(conn, row.id, "exclusion_error", checks, now)
+  if checks.get("clock_agreement", {}).get("passed") is False:
+    anomaly(conn, row.id, "clock_disagreement", checks["clock_agreement"], now)
   code = _code()
   se = store.session
   conn.execute(se.update().where(se.c.id == row.id).values(

@@ -5,12 +5,14 @@
     cv-jax mis --model=googlenet_bvlc --sweep=runs/demo/sweep --source=folder:/data/images \
         --embedding=embeddings.npz --human=human_accuracy.csv
 
-Writes <out>/mis_scores.{json,csv}, <out>/mis_deltas.npz and <out>/report/report.html.
+Writes <out>/mis_scores.{json,csv}, <out>/mis_deltas.npz, <out>/report/report.html and, for a
+computed embedding, <out>/embeddings.npz (reusable with --embedding=<out>/embeddings.npz).
 """
 
 from __future__ import annotations
 
 import json
+import pathlib
 import sys
 
 from absl import app, flags
@@ -132,6 +134,12 @@ def mis_main() -> dict:
     res.human["fit"] = human_lib.fit_alpha(res.scores["deltas"][[index[r["unit"]] for r in rows]],
                                            [r["accuracy"] for r in rows])
   paths = report.write_scores(FLAGS.out, res)
+  if FLAGS.embedding in ("network", "dreamsim"):
+    # The computed embeddings, reusable with --embedding=<out>/embeddings.npz.
+    arr = res.similarity.array
+    rows = np.flatnonzero(np.isfinite(arr).all(axis=1))
+    np.savez(pathlib.Path(FLAGS.out) / "embeddings.npz", embeddings=arr[rows],
+             paths=np.asarray([res.paths[i] for i in rows]), label=res.similarity.label)
   html = report.write_report(FLAGS.out, res, src)
   acc = res.scores["accuracy"]
   summary = dict(model=res.model, units=len(res.units), images=res.pools.n_images,

@@ -89,6 +89,8 @@ def load_embeddings_file(path: str | os.PathLike, paths: Sequence[str],
     out = arr.astype(np.float32)
   elif p.suffix == ".npz":
     with np.load(p, allow_pickle=False) as z:
+      if label is None and "label" in z.files:
+        label = f"{z['label']} (from {p.name})"
       if "embeddings" not in z.files or "paths" not in z.files:
         raise ValueError(f"{p.name} must hold arrays 'embeddings' (n, D) and 'paths' (n,); "
                          f"found {sorted(z.files)}")

@@ -11,13 +11,17 @@ the query q+ (q-). With s(q, E) = mean over e in E of cos(q, e),
 and over the N tasks MIS = mean sigma(alpha * Delta); alpha = None gives the fraction of tasks
 with Delta > 0 (the machine's accuracy on the 2-AFC task, no human data needed).
 
-Implementation. Embeddings are L2-normalised once, so cos(q, e) = q . e and, by linearity,
-s(q, E) = q . mean(E) and Delta = (q+ - q-) . (mean(E+) - mean(E-)) exactly. Pools are the
+Implementation. Embeddings are L2-normalised once, so cos(q, e) = q . e. Two exact programs:
+"gram" (default while the pools' distinct images number at most `GRAM_MAX`): the cosine matrix
+G of those images is one matmul, and each s(q, E) is a mean of K entries of G; "gather": by
+linearity s(q, E) = q . mean(E) and Delta = (q+ - q-) . (mean(E+) - mean(E-)), gathering the
+embeddings (memory linear in the image count, for very large image sets). Pools are the
 sweep's tables (most extreme first), so ordering a draw by activation is sorting the drawn pool
 positions. Randomness: the key of unit (layer, channel) is
-`fold_in(fold_in(key, crc32(layer)), channel)`, side s in {0 top, 1 bottom} folds in s, and
-task t uses `split(side_key, N)[t]`; a draw is the K + 1 smallest of P uniforms. A unit's tasks
-therefore depend only on the key and the unit, not on which other units are scored with it.
+`fold_in(fold_in(key, crc32(layer)), channel)`, side s in {0 top, 1 bottom} folds in s, and a
+draw is a partial Fisher-Yates shuffle from K + 1 random integers per task (`draw_positions`).
+A unit's tasks therefore depend only on the key and the unit, not on which other units are
+scored with it.
 """
 
 from __future__ import annotations
@@ -57,17 +61,25 @@ def draw_positions(unit_key: jax.Array, pool_size: int, k: int, n_tasks: int) ->
   """Pool positions of one unit's tasks: (2, N, K+1) int32 for (top, bottom), each row sorted.
 
   Row [s, t] holds K + 1 distinct positions in 0..P-1 (0 = most extreme), ascending, so
-  [s, t, :K] are the explanations and [s, t, K] the (least extreme) query.
+  [s, t, :K] are the explanations and [s, t, K] the (least extreme) query. Each row is the first
+  K + 1 steps of a Fisher-Yates shuffle of 0..P-1 (step j swaps position j with one drawn
+  uniformly from j..P-1, `randint(fold_in(unit_key, side), (N, K+1))`): a uniformly random
+  subset, from K + 1 random integers per task.
   """
   if k + 1 > pool_size:
     raise ValueError(f"pools of {pool_size} images cannot give K + 1 = {k + 1} distinct images")
+  steps = jnp.arange(k + 1, dtype=jnp.int32)
 
   def side(s):
-    keys = jax.random.split(jax.random.fold_in(unit_key, s), n_tasks)
-    u = jax.vmap(lambda kk: jax.random.uniform(kk, (pool_size,)))(keys)
-    # The K+1 smallest uniforms: a uniformly random subset; sorting positions orders by rank.
-    pos = jnp.argsort(u, axis=-1)[:, :k + 1]
-    return jnp.sort(pos, axis=-1).astype(jnp.int32)
+    r = jax.random.randint(jax.random.fold_in(unit_key, s), (n_tasks, k + 1), steps, pool_size,
+                           dtype=jnp.int32)
+    perm = jnp.broadcast_to(jnp.arange(pool_size, dtype=jnp.int32), (n_tasks, pool_size))
+    rows = jnp.arange(n_tasks)
+    for j in range(k + 1):
+      a, b = perm[:, j], perm[rows, r[:, j]]
+      perm = perm.at[rows, r[:, j]].set(a).at[:, j].set(b)
+    # Sorting the positions orders the draw by activation (the pools are sorted).
+    return jnp.sort(perm[:, :k + 1], axis=-1)
   return jnp.stack([side(0), side(1)])
 
 
@@ -87,16 +99,19 @@ def normalize(embeddings) -> np.ndarray:
   return (e / norm[:, None]).astype(np.float32)
 
 
+GRAM_MAX = 8192
+"""Largest number of distinct pool images for the Gram program (its matrix: GRAM_MAX^2 floats)."""
+
 _PROGRAMS: dict = {}
 
 
-def _program(k: int, n_tasks: int, pool: int, chunk: int):
-  """The jitted deltas program for static (K, N, P, chunk)."""
-  key = (k, n_tasks, pool, chunk)
+def _program(k: int, n_tasks: int, pool: int, chunk: int, method: str):
+  """The jitted deltas program for static (K, N, P, chunk, method)."""
+  key = (k, n_tasks, pool, chunk, method)
   if key in _PROGRAMS:
     return _PROGRAMS[key]
 
-  def one_unit(emb, top, bottom, ukey):
+  def gather_unit(emb, top, bottom, ukey):
     pos = draw_positions(ukey, pool, k, n_tasks)
     ids_t = top[pos[0]]      # (N, K+1) image ids
     ids_b = bottom[pos[1]]
@@ -105,8 +120,22 @@ def _program(k: int, n_tasks: int, pool: int, chunk: int):
     q_plus, q_minus = emb[ids_t[:, k]], emb[ids_b[:, k]]
     return jnp.sum((q_plus - q_minus) * (e_plus - e_minus), axis=-1)
 
+  def gram_unit(g, top, bottom, ukey):
+    pos = draw_positions(ukey, pool, k, n_tasks)
+    ids_t, ids_b = top[pos[0]], bottom[pos[1]]
+    qp, qm = ids_t[:, k:], ids_b[:, k:]          # (N, 1)
+    ep, em = ids_t[:, :k], ids_b[:, :k]          # (N, K)
+
+    def s(q, e):
+      return g[q, e].mean(axis=-1)
+    return (s(qp, ep) - s(qp, em)) - (s(qm, ep) - s(qm, em))
+
+  unit = gram_unit if method == "gram" else gather_unit
+
   def run(emb, top, bottom, ukeys):
-    return jax.lax.map(lambda a: one_unit(emb, *a), (top, bottom, ukeys), batch_size=chunk)
+    if method == "gram":
+      emb = jnp.matmul(emb, emb.T, precision=jax.lax.Precision.HIGHEST)
+    return jax.lax.map(lambda a: unit(emb, *a), (top, bottom, ukeys), batch_size=chunk)
 
   fn = jax.jit(run)
   _PROGRAMS[key] = fn
@@ -114,7 +143,7 @@ def _program(k: int, n_tasks: int, pool: int, chunk: int):
 
 
 def task_deltas(embeddings, top, bottom, keys, *, k: int = DEFAULT_K, n_tasks: int = DEFAULT_N,
-                chunk: int = 64, normalized: bool = False) -> np.ndarray:
+                chunk: int = 256, normalized: bool = False, method: str = "auto") -> np.ndarray:
   """Delta of every task of every unit: (U, N) float32, in one compiled program.
 
   Args:
@@ -122,8 +151,9 @@ def task_deltas(embeddings, top, bottom, keys, *, k: int = DEFAULT_K, n_tasks: i
     top, bottom: (U, P) pools of image ids, most extreme first (`Pools.top`, `Pools.bottom`).
     keys: (U,) unit PRNG keys (`unit_keys`).
     k, n_tasks: explanations per side and tasks per unit.
-    chunk: units vmapped together inside the program (memory: chunk * N * 2(K+1) * D floats).
+    chunk: units vmapped together inside the program (gather: chunk * N * 2(K+1) * D floats).
     normalized: the rows already have unit norm (skip the check and the normalisation).
+    method: "gram", "gather" or "auto" (gram when the pools hold <= GRAM_MAX distinct images).
   """
   emb = np.asarray(embeddings, np.float32) if normalized else normalize(embeddings)
   top = np.asarray(top, np.int32)
@@ -133,11 +163,21 @@ def task_deltas(embeddings, top, bottom, keys, *, k: int = DEFAULT_K, n_tasks: i
   if top.size and (max(top.max(), bottom.max()) >= emb.shape[0]
                    or min(top.min(), bottom.min()) < 0):
     raise ValueError(f"pools refer to image ids outside the {emb.shape[0]} embeddings")
+  if method not in ("auto", "gram", "gather"):
+    raise ValueError(f"method must be auto, gram or gather, got {method!r}")
   u, p = top.shape
   if u == 0:
     return np.zeros((0, n_tasks), np.float32)
   chunk = max(1, min(int(chunk), u))
-  fn = _program(int(k), int(n_tasks), int(p), chunk)
+  used, inverse = np.unique(np.concatenate([top.ravel(), bottom.ravel()]), return_inverse=True)
+  if method == "auto":
+    method = "gram" if used.size <= GRAM_MAX else "gather"
+  if method == "gram":
+    # Only the images the pools use, renumbered 0..m-1.
+    emb = emb[used]
+    top = inverse[:top.size].reshape(top.shape).astype(np.int32)
+    bottom = inverse[top.size:].reshape(bottom.shape).astype(np.int32)
+  fn = _program(int(k), int(n_tasks), int(p), chunk, method)
   return np.asarray(fn(jnp.asarray(emb), jnp.asarray(top), jnp.asarray(bottom), keys))
 
 
@@ -158,7 +198,7 @@ def sem_of_accuracy(deltas) -> np.ndarray:
 
 def score_pools(pools, embeddings, *, seed: int = 0, k: int = DEFAULT_K,
                 n_tasks: int = DEFAULT_N, alpha: float | None = DEFAULT_ALPHA,
-                chunk: int = 64) -> dict[str, np.ndarray]:
+                chunk: int = 256, method: str = "auto") -> dict[str, np.ndarray]:
   """MIS of every unit of a `Pools` with one embedding per image id.
 
   Returns a dict of (U,) arrays: `mis` (mean sigma(alpha * Delta); equal to `accuracy` when
@@ -179,7 +219,7 @@ def score_pools(pools, embeddings, *, seed: int = 0, k: int = DEFAULT_K,
   emb[unused] = 1.0  # rows no task reads (may be NaN for images that were not embedded)
   keys = unit_keys(jax.random.PRNGKey(int(seed)), pools.layers, pools.channels)
   deltas = task_deltas(normalize(emb), pools.top, pools.bottom, keys, k=k, n_tasks=n_tasks,
-                       chunk=chunk, normalized=True)
+                       chunk=chunk, normalized=True, method=method)
   deltas = np.where(pools.constant[:, None], np.nan, deltas).astype(np.float32)
   acc = mis_from_deltas(deltas, None)
   mis = acc if alpha is None else mis_from_deltas(deltas, alpha)

@@ -37,7 +37,8 @@ def make_doc(*, n_tasks: int = 10, n_sets: int = 5, seed: int = 0, n_practice: i
 
   def add_unit(block, branch, ch, role, sets):
     uid = trials_lib.unit_id(f"{block}/{branch}:{ch}")
-    units.append({"id": uid, "unit": f"{block}/{branch}:{ch}", "branch": f"{block}/{branch}",
+    # as the pipeline writes them: `unit` = layer:concat index, `branch` = block/branch:index
+    units.append({"id": uid, "unit": f"{block}_pre_relu:{ch}", "branch": f"{block}/{branch}:{ch}",
                   "layer": f"{block}_pre_relu", "channel": ch, "role": role})
     for b in sets:
       base = float(rng.uniform(2, 8))

@@ -34,9 +34,13 @@ def _png(path: pathlib.Path, key: str) -> str:
 
 
 def make(root: str | os.PathLike, *, n_main: int = 18, n_catch: int = 3, n_practice: int = 4,
-         n_tasks: int = 2, n_sets: int = 2,
+         n_tasks: int = 2, n_sets: int = 2, examples: bool = False,
          conditions: Sequence[str] = schema.CONDITIONS) -> pathlib.Path:
-  """Write `root/experiment.json` and its stimuli; return the path of the document."""
+  """Write `root/experiment.json` and its stimuli; return the path of the document.
+
+  `examples`: also write `instructions.examples` (schema 1.1): the last practice trial, in
+  canonical reference order, as each condition's instruction example.
+  """
   root = pathlib.Path(root)
   root.mkdir(parents=True, exist_ok=True)
   units, trials = [], []
@@ -71,6 +75,11 @@ def make(root: str | os.PathLike, *, n_main: int = 18, n_catch: int = 3, n_pract
          "occlusion": {"size": 8, "stride": 8, "fill": "mean", "image_size": _SIZE * 2},
          "conditions": {c: {"n_references": schema.N_REFERENCES[c]} for c in conditions},
          "units": units, "trials": trials, "tasks": tasks}
+  if examples:
+    ex = [t["id"] for t in trials if t["role"] == "practice"][-1]
+    doc["instructions"] = {"examples": {c: [{
+        "trial": ex, "mode": "practice", "max_side": "left",
+        "reference_order": list(range(schema.N_REFERENCES[c]))}] for c in conditions}}
   schema.validate(doc, root)
   path = root / "experiment.json"
   path.write_text(json.dumps(doc, indent=1))

@@ -4,10 +4,9 @@ read with a restricted unpickler (no code from the files runs)."""
 
 from __future__ import annotations
 
-import sys
-
 from absl import flags
 
+from cv_jax import cli_support
 from cv_jax.human import export_format, import_paper
 
 _PKL = flags.DEFINE_string("pkl_dir", None, "folder with the condition folders (optimized, "
@@ -19,8 +18,8 @@ _FOLDERS = flags.DEFINE_list("folders", None, "condition folders to import (defa
 
 
 def _fail(message: str) -> None:
-  print(f"cv-jax human import-paper: error: {message}", file=sys.stderr, flush=True)
-  sys.exit(1)
+  """The one-line error of `cv-jax human import-paper` (exit status 1)."""
+  cli_support.fail("human import-paper", message)
 
 
 def main(argv: list[str]) -> None:

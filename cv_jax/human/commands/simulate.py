@@ -5,10 +5,9 @@ server through `cv_jax.human.client`."""
 from __future__ import annotations
 
 import pathlib
-import sys
-
 from absl import flags
 
+from cv_jax import cli_support
 from cv_jax.human import export_format, report, simulate
 
 _EXPERIMENT = flags.DEFINE_string("experiment", None, "the experiment folder (experiment.json)")
@@ -28,8 +27,8 @@ _PRACTICE_NONE = flags.DEFINE_bool("practice_in_none", False, "practice in the N
 
 
 def _fail(message: str) -> None:
-  print(f"cv-jax human simulate: error: {message}", file=sys.stderr, flush=True)
-  sys.exit(1)
+  """The one-line error of `cv-jax human simulate` (exit status 1)."""
+  cli_support.fail("human simulate", message)
 
 
 def main(argv: list[str]) -> None:

@@ -16,7 +16,36 @@ const REFS = {
     "shown in high resolution.",
 };
 
-function pages(condition, nExamples, practice, nMain) {
+// The 2-AFC exemplar task (Borowski et al. 2021 / IMI): which query fits the max references.
+function pages2afc(condition, nExamples, practice, nMain) {
+  const kind = condition === "synthetic"
+    ? "pictures the computer made to excite (right) or to silence (left) one part of the network"
+    : "photos that excite one part of the network strongly (right) or not at all (left)";
+  const p = [];
+  p.push({ html: `<h1>Welcome!</h1><p>Thank you for taking part. In this study you will look at
+    images and judge what an artificial neural network &mdash; a computer program that
+    recognises objects in images &mdash; responds to.</p><p>Please read the next pages
+    carefully. Use <b>Next</b> and <b>Previous</b> to move between them.</p>` });
+  p.push({ html: `<h1>Left and Right Examples</h1><p>In every trial you see two groups of
+    example images: ${kind}. The <b>Right Examples</b> are the images this part likes most, the
+    <b>Left Examples</b> those it likes least.</p>`, example: nExamples > 0 });
+  p.push({ html: `<h1>Your task</h1><p>In the centre there are two more photos. <b>Which image
+    fits the Right Examples better?</b> One of them excites the same part of the network more
+    than the other; choose that one.</p>`, example: nExamples > 0 });
+  p.push({ html: `<h1>How to answer</h1><p>Under each of the two centre images there are three
+    buttons. Click a button under the image you choose: <b>3</b> if you are very confident,
+    <b>2</b> if you are fairly confident, <b>1</b> if you are not confident.</p><p>After your
+    click the chosen image gets a black frame and a <b>Continue</b> button appears.</p>`,
+    example: nExamples > 0 });
+  p.push({ html: practice
+    ? `<h1>Practice</h1><p>First you do a few practice trials and see whether each answer was
+       correct.</p><p>Then the main part starts: ${nMain} trials.</p>`
+    : `<h1>Let's start</h1><p>The main part has ${nMain} trials.</p>` });
+  return p;
+}
+
+function pages(condition, nExamples, practice, nMain, afc) {
+  if (afc) return pages2afc(condition, nExamples, practice, nMain);
   const none = condition === "none";
   const p = [];
   p.push({ html: `<h1>Welcome!</h1><p>Thank you for taking part. In this study you will look at
@@ -50,7 +79,9 @@ function pages(condition, nExamples, practice, nMain) {
 // Show the pages; resolves when the participant presses Next on the last one.
 export function showInstructions(container, state) {
   const examples = state.examples || [];
-  const list = pages(state.condition, examples.length, state.has_practice, state.main.total);
+  const afc = state.task === "exemplar_2afc" ||
+    (state.main.entries || []).some((e) => e.kind === "exemplar_2afc");
+  const list = pages(state.condition, examples.length, state.has_practice, state.main.total, afc);
   let i = 0;
   return new Promise((resolve) => {
     function render() {

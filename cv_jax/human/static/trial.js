@@ -4,6 +4,7 @@
 // question "Which image is more favored?" and the two occluded queries side by side, each with
 // confidence buttons (left: 3 2 1, right: 1 2 3, "More Confident" pointing outward). One click
 // frames the chosen image and disables every button; Continue appears after the delay.
+// Descriptors of kind "exemplar_2afc" get the 2-AFC exemplar layout (layout2afc) instead.
 
 import { now } from "./api.js";
 
@@ -37,12 +38,38 @@ function buttonRow(side, onClick) {
   return { row: el("div", { class: `buttons ${side}` }, [...buttons]), arrow, buttons };
 }
 
+function refGrid(srcs, title, cls) {
+  const cols = Math.ceil(Math.sqrt(srcs.length));
+  const grid = el("div", { class: "grid" }, srcs.map((r) => image(r, "ref")));
+  grid.style.gridTemplateColumns = `repeat(${cols}, auto)`;
+  return el("div", { class: `refs ${cls}` }, [el("h2", { text: title }), grid]);
+}
+
+// The 2-AFC exemplar trial (Borowski et al. 2021 / IMI): the least activating references on the
+// left ("Left Examples"), the most activating on the right ("Right Examples"), and in the centre
+// the two natural queries, each with its confidence buttons.
+function layout2afc(desc, root) {
+  root.classList.add("afc");
+  const centre = el("div", { class: "queries" });
+  centre.append(el("h2", { text: "Which image fits the Right Examples better?" }));
+  const pair = el("div", { class: "pair" });
+  centre.append(pair);
+  const status = el("div", { class: "trial-status" });
+  const cont = el("button", { class: "continue", type: "button", text: "Continue" });
+  cont.hidden = true;
+  centre.append(el("div", { class: "after" }, [status, cont]));
+  root.append(refGrid(desc.min_references, "Left Examples", "min"), centre,
+              refGrid(desc.max_references, "Right Examples", "max"));
+  return { root, pair, status, cont };
+}
+
 // Build the trial DOM for a descriptor; `interactive: false` renders the layout only.
 export function layout(desc, condition) {
   const refs = desc.references || [];
   const root = el("div", { class: "trial", "data-phase": desc.phase,
                            "data-attempt": String(desc.attempt),
                            "data-entry": String(desc.entry_index) });
+  if (desc.kind === "exemplar_2afc") return layout2afc(desc, root);
   if (refs.length) {
     const cols = Math.ceil(Math.sqrt(refs.length));
     const grid = el("div", { class: "grid" }, refs.map((r) => image(r, "ref")));
