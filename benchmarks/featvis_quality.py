@@ -2,7 +2,7 @@
 
     ratio = activation of the final visualisation / max activation over the natural images
 
-(activation = the unit's spatial-mean pre-ReLU channel, paper_spec §1.3; natural images = the
+(activation = the unit's spatial-mean pre-ReLU channel, as the paper's; natural images = the
 1000 ImageNet samples in ../shared/data/imagenet_samples with the paper's preprocessing). The
 paper's premise is that synthetic images are extremely activating (ratio > 1).
 
@@ -132,11 +132,11 @@ def main():
   text = "\n".join(lines)
   print(text)
   (pathlib.Path(args.out) / "featvis_quality.md").write_text(text + "\n")
-  from PIL import Image
+  from cv_jax.data.png import save_png
   imgs = out["images"]
   if imgs.shape[1] == 1:  # one image per unit: lay the 18 units out as 3 rows of 6
     imgs = imgs.reshape((3, 6) + imgs.shape[2:])
-  Image.fromarray(contact_sheet(imgs)).save(pathlib.Path(args.out) / "featvis_contact_sheet.png")
+  save_png(pathlib.Path(args.out) / "featvis_contact_sheet.png", contact_sheet(imgs))
   np.savez_compressed(pathlib.Path(args.out) / "featvis_quality.npz", units=[str(u) for u in us],
                       activation=out["activation"], natural_max=nat_v, objective=out["objective"],
                       images=(np.clip(out["images"], 0, 1) * 255).astype(np.uint8))

@@ -1,7 +1,7 @@
 """Load benchmark of the study server: answers per second and answer-request latency (p50/p99)
 with 50 and 200 concurrent simulated participants, on SQLite and on PostgreSQL.
 
-    python benchmarks/human_load.py [--out=benchmarks/results/human_load.json]
+    python benchmarks/human_load.py [--out=docs/figures/human_load.json]
         [--concurrency=50,200] [--participants=100,200] [--backends=sqlite,postgres]
 
 Each run: a fresh database, `cv-jax human serve --workers=2` on 127.0.0.1, participants from
@@ -96,7 +96,7 @@ def run(exp_dir: pathlib.Path, db_url: str, concurrency: int, participants: int)
 
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "human_load.json"))
+  ap.add_argument("--out", default=str(REPO / "docs" / "figures" / "human_load.json"))
   ap.add_argument("--concurrency", default="50,200")
   ap.add_argument("--participants", default="100,200")
   ap.add_argument("--backends", default="sqlite,postgres")

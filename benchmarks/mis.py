@@ -2,13 +2,15 @@
 
     python benchmarks/mis.py                 # 1000 sample images, all nine mixed layers
     python benchmarks/mis.py --quick         # 200 images, mixed3a + mixed5b
+    python benchmarks/mis.py --sweep=DIR     # scoring only, on a saved sweep (random embeddings)
 
 Stages are timed separately: the sweep (top/bottom tables), the embedding (GoogLeNet avgpool0
 features of the pool images: the built-in embedding, not the paper's DreamSim), and the scoring.
-The peer for the scoring is a vectorised PyTorch implementation of the same tasks (the same
-drawn images, passed from JAX), computing each s(q, E) from explicit pairwise cosine similarities
-as the reference code does (`F.cosine_similarity`, mean over the explanations), in chunks of
-units. Both sides are checked to give the same deltas first.
+Two PyTorch peers score the same tasks (the same drawn images, passed from JAX): one computes
+each s(q, E) from explicit pairwise cosine similarities as the reference code does
+(`F.cosine_similarity`, mean over the explanations), vectorised in chunks of units; the other
+runs cv_jax's own algorithm (one cosine matrix of the pool images, then means of its entries).
+All three are checked to give the same deltas.
 
 `run(quick) -> rows` returns the table rows for benchmarks/run_all.py: dicts with `benchmark`,
 `what`, `cv_jax`, `peer`, `ratio`, `unit`.
@@ -62,6 +64,91 @@ def torch_deltas(emb, top, bottom, pos, k: int, chunk: int = 256):
   return torch.cat(out).numpy()
 
 
+def torch_deltas_gram(emb, top, bottom, pos, k: int, chunk: int = 1024):
+  """The stronger peer: cv_jax's algorithm in PyTorch (cosine matrix of the pool images once,
+  then each s(q, E) a mean of K of its entries)."""
+  import torch
+  used, inv = np.unique(np.concatenate([top.ravel(), bottom.ravel()]), return_inverse=True)
+  e = torch.from_numpy(np.asarray(emb, np.float32)[used])
+  e = e / e.norm(dim=1, keepdim=True)
+  top_l = torch.from_numpy(inv[:top.size].reshape(top.shape).astype(np.int64))
+  bot_l = torch.from_numpy(inv[top.size:].reshape(bottom.shape).astype(np.int64))
+  pos = torch.from_numpy(np.asarray(pos, np.int64))
+  out = []
+  with torch.inference_mode():
+    g = e @ e.T
+    for s in range(0, top_l.shape[0], chunk):
+      t, b, p = top_l[s:s + chunk], bot_l[s:s + chunk], pos[s:s + chunk]
+      ids_t = torch.gather(t[:, None, :].expand(-1, p.shape[2], -1), 2, p[:, 0])
+      ids_b = torch.gather(b[:, None, :].expand(-1, p.shape[2], -1), 2, p[:, 1])
+      qp, qm = ids_t[..., k:], ids_b[..., k:]
+      ep, em = ids_t[..., :k], ids_b[..., :k]
+
+      def s_(q, ex):
+        return g[q, ex].mean(-1)
+      out.append((s_(qp, ep) - s_(qp, em)) - (s_(qm, ep) - s_(qm, em)))
+  return torch.cat(out).numpy()
+
+
+def _score_rows(pools, emb_array, k, n_tasks, log) -> list[dict]:
+  """JAX scoring (first call and warm) against both PyTorch peers on the same tasks."""
+  import jax
+  from cv_jax import mis
+  t0 = time.perf_counter()
+  mis.score_pools(pools, emb_array, seed=0, k=k, n_tasks=n_tasks)
+  t_first = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  scores = mis.score_pools(pools, emb_array, seed=0, k=k, n_tasks=n_tasks)
+  t_warm = time.perf_counter() - t0
+  u = len(pools)
+  keys = mis.unit_keys(jax.random.PRNGKey(0), pools.layers, pools.channels)
+  draw = jax.jit(jax.vmap(lambda kk: mis.draw_positions(kk, pools.size, k, n_tasks)))
+  pos = np.asarray(draw(keys))
+  e = emb_array.copy()
+  e[~np.isfinite(e).all(axis=1)] = 1.0
+  t0 = time.perf_counter()
+  ref = torch_deltas(e, pools.top, pools.bottom, pos, k)
+  t_torch = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  ref_g = torch_deltas_gram(e, pools.top, pools.bottom, pos, k)
+  t_gram = time.perf_counter() - t0
+  err = max(float(np.abs(ref - scores["deltas"]).max()),
+            float(np.abs(ref_g - scores["deltas"]).max()))
+  log(f"max |Delta_jax - Delta_torch| over {u} x {n_tasks} tasks (both peers): {err:.2e}")
+  if err > 1e-4:
+    raise AssertionError(f"JAX and PyTorch deltas differ by {err}")
+  log(f"scoring {t_warm:.2f} s warm / {t_first:.2f} s first; PyTorch pairwise {t_torch:.2f} s, "
+      f"PyTorch Gram {t_gram:.2f} s")
+  return [dict(what=f"MIS scoring, {u} units x {n_tasks} tasks (warm) vs PyTorch, reference "
+                    "code's pairwise cosines", cv_jax=u / t_warm, peer=u / t_torch,
+               ratio=t_torch / t_warm, unit="units/s",
+               peer_what="PyTorch, pairwise F.cosine_similarity (the reference code's "
+                         "computation), same tasks, draws not timed"),
+          dict(what="MIS scoring (warm) vs PyTorch, the same Gram algorithm", cv_jax=u / t_warm,
+               peer=u / t_gram, ratio=t_gram / t_warm, unit="units/s",
+               peer_what="PyTorch, cv_jax's Gram algorithm, same tasks, draws not timed"),
+          dict(what="MIS scoring, first call (incl. compile)", cv_jax=u / t_first,
+               unit="units/s")], scores
+
+
+def run_scoring_only(sweep_dir: str, log=print) -> list[dict]:
+  """Scoring rows only, on a saved sweep and random 1,024-d embeddings (the scoring's cost does
+  not depend on the embedding's values)."""
+  from cv_jax import mis, sweep
+  res = sweep.SweepResult.load(sweep_dir)
+  pools = mis.pools_from_sweep(res, quantile=mis.DEFAULT_QUANTILE, min_size=mis.DEFAULT_K + 1)
+  emb = np.random.default_rng(0).normal(size=(len(res.paths), 1024)).astype(np.float32)
+  log(f"load before: {_uptime()}")
+  rows, _ = _score_rows(pools, emb, mis.DEFAULT_K, mis.DEFAULT_N, log)
+  log(f"load after: {_uptime()}")
+  for r in rows:
+    r["benchmark"] = "mis"
+    r.setdefault("peer", None)
+    r.setdefault("ratio", None)
+    r.setdefault("command", f"python benchmarks/mis.py --sweep={sweep_dir}")
+  return rows
+
+
 def run(quick: bool = False, log=print) -> list[dict]:
   """Time sweep, embedding and scoring; returns the table rows."""
   import jax
@@ -93,51 +180,29 @@ def run(quick: bool = False, log=print) -> list[dict]:
   rows.append(dict(what=f"embedding avgpool0, {needed.size} pool images (incl. compile)",
                    cv_jax=needed.size / t_emb, unit="images/s"))
 
-  t0 = time.perf_counter()
-  scores = mis.score_pools(pools, emb.array, seed=0, k=k, n_tasks=n_tasks)
-  t_first = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  scores = mis.score_pools(pools, emb.array, seed=0, k=k, n_tasks=n_tasks)
-  t_warm = time.perf_counter() - t0
-  u = len(pools)
-
-  # The peer on the same tasks.
-  keys = mis.unit_keys(jax.random.PRNGKey(0), pools.layers, pools.channels)
-  draw = jax.jit(jax.vmap(lambda kk: mis.draw_positions(kk, pools.size, k, n_tasks)))
-  pos = np.asarray(draw(keys))
-  e = emb.array.copy()
-  e[~np.isfinite(e).all(axis=1)] = 1.0
-  t0 = time.perf_counter()
-  ref = torch_deltas(e, pools.top, pools.bottom, pos, k)
-  t_torch = time.perf_counter() - t0
-  err = float(np.abs(ref - scores["deltas"]).max())
-  log(f"max |Delta_jax - Delta_torch| over {u} x {n_tasks} tasks: {err:.2e}")
-  if err > 1e-4:
-    raise AssertionError(f"JAX and PyTorch deltas differ by {err}")
-  rows.append(dict(what=f"MIS scoring, {u} units x {n_tasks} tasks (warm)", cv_jax=u / t_warm,
-                   peer=u / t_torch, ratio=t_torch / t_warm, unit="units/s"))
-  rows.append(dict(what="MIS scoring, first call (incl. compile)", cv_jax=u / t_first,
-                   unit="units/s"))
+  score_rows, scores = _score_rows(pools, emb.array, k, n_tasks, log)
+  rows += score_rows
   log(f"load after: {_uptime()}")
   log(f"mean accuracy (alpha=None) {np.nanmean(scores['accuracy']):.3f}; sweep {t_sweep:.1f} s, "
-      f"embedding {t_emb:.1f} s, scoring {t_warm:.2f} s warm / {t_first:.2f} s first, "
-      f"PyTorch scoring {t_torch:.2f} s")
+      f"embedding {t_emb:.1f} s")
   for r in rows:
     r["benchmark"] = "mis"
     r.setdefault("peer", None)
     r.setdefault("ratio", None)
+    r.setdefault("command", "python benchmarks/mis.py" + (" --quick" if quick else ""))
   return rows
 
 
 def main() -> None:
-  """Print the table."""
-  quick = "--quick" in sys.argv[1:]
-  rows = run(quick)
-  print(f"{'what':<58} {'cv_jax':>10} {'PyTorch':>10} {'ratio':>7}  unit")
+  """Print the table (`--quick`; `--sweep=DIR`: the scoring rows only, on a saved sweep)."""
+  args = sys.argv[1:]
+  sweep_dir = next((a.split("=", 1)[1] for a in args if a.startswith("--sweep=")), None)
+  rows = run_scoring_only(sweep_dir) if sweep_dir else run("--quick" in args)
+  print(f"{'what':<82} {'cv_jax':>9} {'PyTorch':>9} {'ratio':>8}  unit")
   for r in rows:
-    peer = "" if r["peer"] is None else f"{r['peer']:10.1f}"
-    ratio = "" if r["ratio"] is None else f"{r['ratio']:6.2f}x"
-    print(f"{r['what']:<58} {r['cv_jax']:10.1f} {peer:>10} {ratio:>7}  {r['unit']}")
+    peer = "" if r["peer"] is None else f"{r['peer']:9.1f}"
+    ratio = "" if r["ratio"] is None else f"{r['ratio']:7.2f}x"
+    print(f"{r['what']:<82} {r['cv_jax']:9.1f} {peer:>9} {ratio:>8}  {r['unit']}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""The paper's units (Zimmermann et al. 2021, paper_spec §1.2), addressed by branch.
+"""The paper's units (Zimmermann et al. 2021), addressed by branch.
 
 The paper's units are concat indices of inceptionv1's `mixedXY_pre_relu` (3x3 and pool branches
 of the 9 blocks; catch units j, t, z). Converted to (block, branch, index within branch) with
-inceptionv1's branch offsets (featvis_spec §1.4), they can be mapped to any GoogLeNet variant
+inceptionv1's branch offsets (concat order 1x1, 3x3, 5x5, pool), they map onto any GoogLeNet variant
 with `models.Unit.parse(s, model)`; on BVLC GoogLeNet the within-branch index is kept and the
 concat index shifts where BVLC's branch sizes differ (mixed4a 3x3 has 208 channels, not 204).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from cv_jax import models
 
-# (block, branch, inceptionv1 concat index), paper_spec §1.2.
+# (block, branch, inceptionv1 concat index) of the paper's units.
 PAPER_UNITS_INCEPTIONV1 = (
     ("mixed3a", "3x3", 189), ("mixed3a", "pool", 227),
     ("mixed3b", "3x3", 178), ("mixed3b", "pool", 430),
@@ -23,7 +23,7 @@ PAPER_UNITS_INCEPTIONV1 = (
     ("mixed5a", "3x3", 278), ("mixed5a", "pool", 743),
     ("mixed5b", "3x3", 684), ("mixed5b", "pool", 1007),
 )
-# Catch units j, t, z (paper_spec §1.2).
+# Catch units j, t, z.
 CATCH_UNITS_INCEPTIONV1 = (("mixed4e", "pool", 783), ("mixed4c", "pool", 484),
                            ("mixed5a", "3x3", 557))
 
@@ -40,7 +40,8 @@ CATCH_IMAGE_SETS = {"j": 0, "t": 1, "z": 14}
 
 
 def _to_branch(block: str, branch: str, concat: int) -> str:
-  """inceptionv1 concat index -> "block/branch:index-within-branch" (featvis_spec §1.4)."""
+  """inceptionv1 concat index -> "block/branch:index-within-branch" (branch order 1x1, 3x3, 5x5,
+  pool)."""
   spec = models.SPECS["inceptionv1"].blocks[block]
   start = spec.offsets()[branch]
   idx = concat - start

@@ -14,7 +14,7 @@ def status(text: str) -> None:
   sys.stderr.flush()
 
 
-def bar(iterable: Iterable | None = None, *, desc: str, total: int | None = None,
+def bar(iterable: Iterable | None = None, desc: str = "", *, total: int | None = None,
         unit: str = "item", enabled: bool = True, **kwargs):
   """A tqdm bar over `iterable` (or a manual one, `bar.update(n)`); disabled when not `enabled`."""
   from tqdm.auto import tqdm

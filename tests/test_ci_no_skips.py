@@ -24,8 +24,18 @@ def test_known_bug():
 '''
 
 
-def _pytest(tmp_path: pathlib.Path, ci: str | None) -> subprocess.CompletedProcess:
-  (tmp_path / "test_cases.py").write_text(CASES)
+MODULE_SKIP = '''
+import pytest
+
+pytest.importorskip("no_such_module_cv_jax")
+
+def test_never_collected():
+  pass
+'''
+
+
+def _pytest(tmp_path: pathlib.Path, ci: str | None, cases: str = CASES) -> subprocess.CompletedProcess:
+  (tmp_path / "test_cases.py").write_text(cases)
   env = {k: v for k, v in os.environ.items() if k != "CI"}
   env["PYTHONPATH"] = str(REPO)
   if ci is not None:
@@ -48,3 +58,12 @@ def test_skip_stays_a_skip_locally(tmp_path):
   r = _pytest(tmp_path, None)
   assert r.returncode == 0, r.stdout
   assert "1 passed, 1 skipped, 1 xfailed" in r.stdout
+
+
+def test_module_skipped_at_collection_fails_in_ci(tmp_path):
+  r = _pytest(tmp_path, "true", MODULE_SKIP)
+  assert r.returncode != 0, r.stdout
+  assert "ERROR test_cases.py - test_cases.py skipped under CI=true" in r.stdout
+  r = _pytest(tmp_path, None, MODULE_SKIP)
+  assert r.returncode == 5 and "1 skipped" in r.stdout, r.stdout  # 5: nothing else to run
+

@@ -90,6 +90,10 @@ CASES = [
       "--workdir={d}/run2"], "image folder '/no/such/folder' does not exist"),
     (["experiment", f"--config={CFG}/experiment.py:tiny", W, "--images=folder:{d}/images",
       "--config.units=mixed4a/pool:1000", "--workdir={d}/run3"], "out of range"),
+    (["spectrum", "--source=/no/such/folder"], "/no/such/folder"),
+    (["mis", "--no_such_flag"], "Unknown command line flag 'no_such_flag'"),
+    (["human", "nosuch"], "unknown subcommand 'nosuch'"),
+    (["human", "analyze", "--export={d}/nothere", "--out={d}/ho"], "no export at {d}/nothere"),
 ]
 
 
@@ -100,7 +104,8 @@ def test_bad_input_is_one_line(inputs, args, words):
   lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
   assert r.returncode == 1, r.stderr[-3000:]
   assert len(lines) == 1, r.stderr[-3000:]
-  assert lines[0].startswith(f"cv-jax {args[0]}: error: "), lines[0]
+  command = " ".join(args[:2]) if args[0] == "human" and not args[1].startswith("nosuch") else args[0]
+  assert lines[0].startswith(f"cv-jax {command}: error: "), lines[0]
   assert words.format(d=inputs) in lines[0], lines[0]
   assert not r.stdout.strip(), r.stdout
 

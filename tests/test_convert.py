@@ -269,7 +269,7 @@ def test_pth_lucent_inceptionv1(tmp_path, iv1_params, zipped):
   assert list(got) == list(ref)
   for k in ref:
     np.testing.assert_array_equal(got[k], ref[k].numpy(), err_msg=k)
-  assert sum(v.size for v in got.values()) == 7_066_380  # featvis_spec §1.6
+  assert sum(v.size for v in got.values()) == 7_066_380  # Lucent's inception5h.pth
   model = models.load("inceptionv1", path)
   _assert_params_equal(model.params(), iv1_params)
 

@@ -35,7 +35,7 @@ def test_center_2d_known_answers():
 def test_center_published_is_row_only_closed_form():
   for r in (0, 10, 22, 67, 134):
     for c in (0, 50, 134):
-      want = math.sqrt((r + 23.5) ** 2 + (66.5 - r) ** 2)  # paper_spec §4 for s = 90
+      want = math.sqrt((r + 23.5) ** 2 + (66.5 - r) ** 2)  # the paper's Center, s = 90
       assert B.center_distance_published(r, c, 90) == pytest.approx(want)
   # Columns do not matter: far apart in 2-D, a tie for the published variant.
   v = B.baseline_values(np.zeros((224, 224, 3)), pos_min=(40, 0), pos_max=(40, 134), size=90)

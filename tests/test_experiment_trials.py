@@ -171,7 +171,7 @@ def _configs():
 
 def test_configs_units_are_the_papers():
   mod = _configs()
-  # paper_spec §1.2 concat indices on inceptionv1 -> within-branch indices.
+  # The paper's concat indices on inceptionv1 -> within-branch indices.
   assert mod.PAPER_UNITS[:2] == ("mixed3a/3x3:125", "mixed3a/pool:3")
   assert mod.PAPER_UNITS[-1] == "mixed5b/pool:111"
   assert mod.CATCH == ("mixed4e/pool:79@0", "mixed4c/pool:36@1", "mixed5a/3x3:301@14")

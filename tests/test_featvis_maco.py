@@ -191,3 +191,26 @@ def test_bad_config(net):
     featvis.render(net, ["conv2d2_pre_relu:3"], small_maco(size=33))
   with pytest.raises(spectrum.SpectrumError, match="not found"):
     featvis.render(net, ["conv2d2_pre_relu:3"], small_maco(spectrum="/no/such.npz"))
+
+
+def test_spectrum_cli(tmp_path):
+  import subprocess
+  import sys
+  from PIL import Image
+  for i, im in enumerate(one_over_f_images(3, 40, np.random.default_rng(1))):
+    Image.fromarray((im * 255).round().astype(np.uint8)).save(tmp_path / f"n{i}.png")
+  out = tmp_path / "spec.npz"
+
+  def cli(*args):
+    return subprocess.run([sys.executable, "-m", "cv_jax.cli", "spectrum", *args],
+                          capture_output=True, text=True, timeout=300)
+
+  r = cli(f"--source={tmp_path}", "--size=32", f"--out={out}")
+  assert r.returncode == 0, r.stderr
+  m = spectrum.load_spectrum(out)
+  want = spectrum.compute_spectrum(tmp_path, 32)
+  np.testing.assert_allclose(m, want, rtol=2e-4)
+  r = cli(f"--source={tmp_path / 'nope'}")
+  err = [line for line in r.stderr.splitlines() if line.strip()]
+  assert r.returncode == 1 and len(err) == 1, r.stderr
+  assert err[0].startswith("cv-jax spectrum: error: image folder") and "does not exist" in err[0]

@@ -135,7 +135,7 @@ def _vjp(x, g, step):
 
 
 def test_redirected_relu_semantics():
-  # Lucid `redirected_relu_grad` (featvis_spec §2.5); g is the cotangent of the MINIMISED loss.
+  # Lucid's `redirected_relu_grad`; g is the cotangent of the MINIMISED loss.
   x = np.array([[-1.0, -2.0, -3.0], [1.0, -1.0, 2.0]], np.float32)
   g = np.array([[-0.5, 0.7, -0.2], [0.3, -0.4, 0.0]], np.float32)
   out = _vjp(x, g, step=0)

@@ -1,4 +1,4 @@
-"""featvis parameterisations against NumPy references built from featvis_spec §2.1 formulas."""
+"""featvis parameterisations against NumPy references built from Lucid's and Lucent's formulas."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +9,7 @@ from cv_jax.featvis import param as P
 
 
 def test_normalised_colour_matrix_values():
-  # featvis_spec §2.1: max column norm 0.4619524 and the normalised matrix.
+  # Lucid's colour decorrelation: max column norm 0.4619524 and the normalised matrix.
   assert P.MAX_NORM_SVD_SQRT == pytest.approx(0.4619524, abs=1e-6)
   expected = np.array([[0.56282854, 0.19482528, 0.04329450], [0.58447580, 0.0, -0.10823626],
                        [0.58447580, -0.19482528, 0.06494176]])

@@ -101,7 +101,7 @@ def test_lucid_scale_sizes_for_the_paper_and_standard_sets():
   # (float64 arithmetic would give 245 and 252).
   assert [t.out_size((240, 240), k)[0] for k in range(5)] == [240, 234, 246, 228, 251]
   s = T.random_scale(T.STANDARD_SCALES, "lucid")
-  # featvis_spec §2.4: 144 -> {129,132,135,138,141,144,146,149,152,155,158}
+  # Lucid's random scale: 144 -> {129,132,135,138,141,144,146,149,152,155,158}
   assert [s.out_size((144, 144), k)[0] for k in range(11)] == [129, 132, 135, 138, 141, 144, 146,
                                                                149, 152, 155, 158]
   s = T.random_scale(T.STANDARD_SCALES, "lucent")

@@ -77,3 +77,23 @@ def test_server_view_of_a_2afc_entry(doc2):
     assert v[v["max_side"]] == mx
   assert exclusion.rules_for(exp.doc).catch_ratio_min == 0.8
   assert exclusion.rules_for({"task": "occlusion"}).catch_ratio_min == 0.6
+
+
+def test_analyze_command_on_a_2afc_export(doc2, tmp_path):
+  import subprocess
+  import sys
+
+  import human_util as hu
+  doc, root = doc2
+  sim = simulate.simulate(doc, policy="fixed:0.7", n=20, seed=9)
+  simulate.write_offline(sim, tmp_path / "export", None)
+  r = subprocess.run([sys.executable, "-m", "cv_jax.cli", "human", "analyze",
+                      f"--export={tmp_path / 'export'}", f"--experiment={root}",
+                      f"--out={tmp_path / 'out'}"], capture_output=True, text=True,
+                     env=hu.env(), cwd=hu.REPO, timeout=300)
+  assert r.returncode == 0, r.stderr
+  res = json.loads((tmp_path / "out" / "unit_scores.json").read_text())
+  assert set(res["conditions"]) == {"natural", "synthetic"}
+  rows = unit_scores.unit_scores(doc, sim.tables["responses"], sim.tables["sessions"])
+  assert res["units"] == json.loads(json.dumps(rows))
+  assert (tmp_path / "out" / "human_accuracy_natural.csv").exists()

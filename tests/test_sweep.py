@@ -396,7 +396,7 @@ def _iclr(activations: np.ndarray, feature_map: int, batch_size: int = 10, n_bat
   """Transcription of TV generate_stimuli/save_natural_stimuli.py (sampled trials).
 
   The permutations are transcribed literally. The script indexes `batch + batch_size * k`, which
-  for its batch_size=10 bins of n_batches=20 images overlaps bins; paper_spec §7 (image set b
+  for its batch_size=10 bins of n_batches=20 images overlaps bins; the ICLR 2021 code (image set b
   gets one image per bin, max_9 from the 20 most activating) implies `batch + n_batches * k`,
   which we use here and in select_exemplars.
   """

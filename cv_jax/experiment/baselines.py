@@ -1,4 +1,4 @@
-"""Image-statistics baselines of the occlusion task (paper_spec §4).
+"""Image-statistics baselines of the occlusion task, as the paper computes them.
 
 Each baseline looks only at the un-occluded query image and the two occluder positions (the
 arg-min and arg-max of the occlusion map) and picks the occlusion it predicts to cause the
@@ -35,7 +35,7 @@ BASELINES = ("center", "center_published", "variance", "saliency")
 
 PAPER_KAPPA = {("center", "variance"): (0, 15), ("center", "saliency"): (-8, 12),
                ("variance", "saliency"): (31, 12)}
-"""Paper Fig. 4 baseline-vs-baseline Cohen's kappa x100 (mean, 2 SEM), paper_spec §5.3."""
+"""Paper Fig. 4 baseline-vs-baseline Cohen's kappa x100 (mean, 2 SEM)."""
 
 
 def _check_image(image) -> np.ndarray:
@@ -71,7 +71,7 @@ def center_distance_published(row: int, col: int, size: int,
   `calculate_patch_center_distance(x_start, y_start, s)` is called with the position tuple's
   first two entries, which are (x_start, x_end = x_start + s); `col` is therefore ignored:
   sqrt((c - (row + s + s/2))^2 + (c - (row + s/2))^2) with c = (H-1)/2 (= 111.5 at 224).
-  For s = 90 this is sqrt((row + 23.5)^2 + (66.5 - row)^2) (paper_spec §4).
+  For s = 90 this is sqrt((row + 23.5)^2 + (66.5 - row)^2).
   """
   _check_patch(shape, row, col, size)
   c = (shape[0] - 1) / 2

@@ -2,7 +2,7 @@
 (`cv-jax experiment` alone runs demo; these are the installed package's presets).
 
 NAME:
-* zimmermann2021: the paper (paper_spec): inceptionv1, 18 units + catch (j, t, z) + 10 practice
+* zimmermann2021: the paper: inceptionv1, 18 units + catch (j, t, z) + 10 practice
   units, 599,552 random ImageNet training images (set IMAGENET_TRAIN or --config.data.source),
   10 image sets, 90 px occluder at stride 2, the full feature-visualization recipe (2,561 steps,
   batch 9 and a separate batch 4), blur windows at stride 2, 50 tasks per condition.
@@ -24,7 +24,7 @@ can switch with --config.task=exemplar_2afc):
 * exemplar_2afc_tiny: 2 units on 80 sample images (tests).
 
 Units are "block/branch:index" strings (index within the branch), so they map onto both
-inceptionv1 and BVLC GoogLeNet (paper_spec §1.1-1.2); catch and practice entries are
+inceptionv1 and BVLC GoogLeNet (Zimmermann et al. 2021); catch and practice entries are
 "unit@image_set".
 """
 
@@ -40,7 +40,7 @@ from cv_jax import paper_units
 DEMO_WEIGHTS = ""  # models.load's default for googlenet_bvlc
 DEMO_IMAGES = "asset:imagenet_samples"
 
-# The paper's units (paper_spec §1.2), as "block/branch:index" strings: cv_jax.paper_units.
+# The paper's units, as "block/branch:index" strings: cv_jax.paper_units.
 PAPER_UNITS = paper_units.PAPER_UNITS
 # Catch units j, t, z and practice units, as "unit@image_set".
 CATCH = tuple(f"{paper_units.CATCH_UNITS[k]}@{paper_units.CATCH_IMAGE_SETS[k]}" for k in "jtz")
@@ -62,7 +62,7 @@ def _base() -> ml_collections.ConfigDict:
   c.n_sets = 10
   c.conditions = CONDITIONS
   c.sweep = ml_collections.ConfigDict(dict(k=200, batch_size=64, micro_batch=8))
-  # paper_spec §2.2: 10 rank bins of 20; the bin permutation seed is channel + 1.
+  # The paper's exemplar selection: 10 rank bins of 20; the bin permutation seed is channel + 1.
   c.exemplars = ml_collections.ConfigDict(dict(n_bins=10, bin_size=20, seed_offset=1))
   # featvis.preset picks the prior of the synthetic condition: zimmermann2021 (the paper),
   # lucid, lucent, maco (rendered at 224) or dgn_am (overrides.generator=PATH), so a study

@@ -23,7 +23,8 @@ Catch trials (IMI): the query of each side is that side's most extreme reference
 also shown among the references, so the answer is visible.
 
 Randomness of the percentile mode is explicit: `np.random.default_rng([seed, channel, side])`,
-one permutation per bin, bins in order (side 0 = max, 1 = min).
+one permutation per bin, bins in order (side 0 = max, 1 = min). Imports no JAX (the study
+server uses `shown_2afc`).
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-
-from cv_jax.sweep.exemplars import select_exemplars
 
 SIDES = ("max", "min")
 QUERY_PERCENTILE = 0.1
@@ -84,6 +83,8 @@ def select_2afc(top_ids: Sequence[int], bot_ids: Sequence[int], n_images: int, *
                        f"{query_percentile}, {n_images} images) needs {need}; sweep with "
                        f"k >= {need}")
     if query_percentile is None:
+      # Imported here: cv_jax.sweep imports JAX, and the study server imports this module.
+      from cv_jax.sweep.exemplars import select_exemplars
       ex = select_exemplars(ranked, n_bins=n_references + 1, bin_size=bin_size,
                             seed=channel + 1 if side == "max" else channel, kind=side,
                             permute_query_bin=True)

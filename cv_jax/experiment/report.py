@@ -3,7 +3,7 @@
 `compute_results(doc)` scores the baselines stored in the trials; `write_report(root, doc)`
 writes `report.html` with one figure per unit (feature visualizations, natural references,
 query + both occlusions + occlusion heat map, the baselines' choices), then the accuracy table,
-the kappa table and a kappa heat map, each beside the paper's values (paper_spec §5.3).
+the kappa table and a kappa heat map, each beside the paper's values (its Fig. 4).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ the top-level `task` ("occlusion", the default, or "exemplar_2afc", whose trials
 `schema_2afc`)."""
 TASKS = ("occlusion", "exemplar_2afc")
 CONDITIONS = ("synthetic", "natural", "mixed", "blur", "none")
-"""Reference conditions, paper_spec §3 (Synthetic = "optimized" in the paper's code)."""
+"""The paper's reference conditions (Synthetic = "optimized" in the paper's code)."""
 N_REFERENCES = {"synthetic": 9, "natural": 9, "mixed": 9, "blur": 9, "none": 0}
 ROLES = ("main", "catch", "practice")
 

@@ -1,6 +1,6 @@
 """The stages of the 2-AFC exemplar experiment (`task = "exemplar_2afc"`), each a function of
 the `pipeline.Experiment` it runs in: exemplars -> featvis -> trials -> report (after the shared
-sweep stage).
+sweep stage), each beside the settings it depends on (as `cv_jax.experiment.stages`).
 
 Folder layout (paths in experiment.json are relative to the workdir):
   exemplars_2afc.json                         per unit and side: query / reference ids, ranks
@@ -16,16 +16,20 @@ import pathlib
 
 import numpy as np
 
+from cv_jax import progress as progress_lib
+from cv_jax.data.png import load_png, save_png
 from cv_jax.experiment import exemplar_2afc as x2
 from cv_jax.experiment import schema as schema_lib
+from cv_jax.experiment import stages
 from cv_jax.experiment import trials as trials_lib
+from cv_jax.experiment.files import read_json, to_plain, write_json
 
 SIDES = x2.SIDES
 
 
 def exemplars(exp) -> dict:
   """Select every unit's queries and natural references; save the PNGs of the sets in use."""
-  res = exp._sweep_result()
+  res = stages.sweep_result(exp)
   e = exp.cfg.exemplar_2afc
   n = len(res.paths) - len(res.failed)
   out = {}
@@ -44,22 +48,22 @@ def exemplars(exp) -> dict:
         reference_activations=[[val[side][int(i)] for i in row]
                                for row in sel[side]["references"]]) for side in SIDES}
     out[u.id]["unit"] = f"{u.layer}:{u.channel}"
-  exp.write_json(exp.root / "exemplars_2afc.json", dict(paths=res.paths, n_images=n, units=out))
+  write_json(exp.root / "exemplars_2afc.json", dict(paths=res.paths, n_images=n, units=out))
   source = exp.source
   if list(source.paths) != list(res.paths):
     raise ValueError("the image source differs from the swept one (paths changed)")
   todo = [(u, b) for u, b, _ in exp.trial_keys()]
-  for u, b in exp.bar(todo, "2afc exemplars"):
+  for u, b in progress_lib.bar(todo, "2afc exemplars", enabled=exp.progress):
     d = exp.set_dir(u, b)
     for side in SIDES:
       sel = out[u.id][side]
       p = d / f"query_{side}.png"
       if not p.exists():
-        exp.save_png(p, source.load(int(sel["query"][b])))
+        save_png(p, source.load(int(sel["query"][b])))
       for k, i in enumerate(sel["references"][b]):
         p = d / f"natural_{side}_{k}.png"
         if not p.exists():
-          exp.save_png(p, source.load(int(i)))
+          save_png(p, source.load(int(i)))
   return dict(n_units=len(out), n_images=n)
 
 
@@ -83,9 +87,9 @@ def featvis(exp) -> dict:
   units = exp.units
   per = max(1, int(c.units_per_call))
   chunks = [units[i:i + per] for i in range(0, len(units), per)]
-  cfg = exp._featvis_config(nref)
+  cfg = stages.featvis_config(exp, nref)
   jobs = [(side, ci, ch) for side in SIDES for ci, ch in enumerate(chunks)]
-  for side, ci, chunk in exp.bar(jobs, "featvis 2afc"):
+  for side, ci, chunk in progress_lib.bar(jobs, "featvis 2afc", enabled=exp.progress):
     metas = [exp.root / "stimuli" / u.id / f"featvis_2afc_{side}.json" for u in chunk]
     if all(m.exists() for m in metas):
       continue
@@ -100,11 +104,11 @@ def featvis(exp) -> dict:
       paths = []
       for k in range(nref):
         p = exp.root / "stimuli" / u.id / f"synthetic_{side}_{k}.png"
-        exp.save_png(p, out["images"][j, k])
+        save_png(p, out["images"][j, k])
         paths.append(exp.rel(p))
-      imgs = np.stack([exp.load_png(exp.root / p) for p in paths])
+      imgs = np.stack([load_png(exp.root / p) for p in paths])
       acts = exp.acts(imgs, u.layer)[:, u.channel]
-      exp.write_json(meta, dict(paths=paths, activation=[float(a) for a in acts]))
+      write_json(meta, dict(paths=paths, activation=[float(a) for a in acts]))
   return {}
 
 
@@ -113,7 +117,7 @@ def trials(exp) -> dict:
   import cv_jax
   c = exp.cfg
   e = c.exemplar_2afc
-  ex = exp.read_json(exp.root / "exemplars_2afc.json")
+  ex = read_json(exp.root / "exemplars_2afc.json")
   conds = [k for k in c.conditions if k in ("natural", "synthetic")]
   if not conds:
     raise ValueError(f"conditions {list(c.conditions)} name none of the 2-AFC conditions "
@@ -127,7 +131,7 @@ def trials(exp) -> dict:
       synth[u.id] = {}
       entry["synthetic_activations"] = {}
       for side in SIDES:
-        fm = exp.read_json(exp.root / "stimuli" / u.id / f"featvis_2afc_{side}.json")
+        fm = read_json(exp.root / "stimuli" / u.id / f"featvis_2afc_{side}.json")
         synth[u.id][side] = fm["paths"]
         entry["synthetic_activations"][side] = fm["activation"]
     units_doc.append(entry)
@@ -165,7 +169,7 @@ def trials(exp) -> dict:
   doc = dict(
       schema=schema_lib.SCHEMA_NAME, schema_version=schema_lib.SCHEMA_VERSION,
       task="exemplar_2afc", generator=dict(package="cv_jax", version=cv_jax.__version__),
-      config=exp.to_plain(c), model=dict(name=c.model.name, weights=c.model.get("weights")),
+      config=to_plain(c), model=dict(name=c.model.name, weights=c.model.get("weights")),
       data=dict(source=c.data.source, n_images=ex["n_images"]),
       selection=dict(n_references=nref, bin_size=int(e.bin_size),
                      query_percentile=e.query_percentile, n_images=int(ex["n_images"]),
@@ -175,9 +179,9 @@ def trials(exp) -> dict:
       reference_sides={"min": "left", "max": "right"},
       conditions={k: dict(n_references=nref) for k in conds},
       units=units_doc, trials=trials_out, tasks=tasks)
-  doc = exp.to_plain(doc)
+  doc = to_plain(doc)
   schema_lib.validate(doc, exp.root)
-  exp.write_json(exp.root / "experiment.json", doc)
+  write_json(exp.root / "experiment.json", doc)
   schema_lib.write_schema(exp.root / "experiment.schema.json", task="exemplar_2afc")
   return dict(n_trials=len(trials_out), n_tasks=len(tasks))
 
@@ -208,7 +212,7 @@ def _trial_figure(root: pathlib.Path, doc, trial, out: pathlib.Path) -> pathlib.
 
 def report(exp) -> dict:
   """report/report.html: each unit's trial at the report image set (min refs | queries | max)."""
-  doc = exp.read_json(exp.root / "experiment.json")
+  doc = read_json(exp.root / "experiment.json")
   d = exp.root / "report"
   d.mkdir(parents=True, exist_ok=True)
   s = exp.cfg.report_set
@@ -233,3 +237,41 @@ def report(exp) -> dict:
   path = d / "report.html"
   path.write_text("\n".join(parts))
   return dict(report=exp.rel(path))
+
+
+# ------------------------------------------------------------------------------ settings
+
+def exemplars_settings(exp) -> dict:
+  """The model, the images, the sweep, the 2-AFC selection settings and the units."""
+  c = exp.cfg
+  return dict(stages.model_and_data(exp), sweep=to_plain(c.sweep),
+              exemplar_2afc=to_plain(c.exemplar_2afc), units=stages.unit_sets(exp))
+
+
+def featvis_settings(exp) -> dict:
+  """The model, the featvis settings, the seed, the reference count, conditions and units."""
+  c = exp.cfg
+  return dict(model=stages.model_and_data(exp)["model"], featvis=to_plain(c.featvis), seed=c.seed,
+              n_references=c.exemplar_2afc.n_references, conditions=list(c.conditions),
+              units=[(u.id, u.layer, u.channel) for u in exp.units])
+
+
+def trials_settings(exp) -> dict:
+  """The exemplars' and the feature visualizations' settings, the tasks and the conditions."""
+  c = exp.cfg
+  return dict(exemplars_settings(exp), tasks=to_plain(c.tasks), conditions=list(c.conditions),
+              featvis=featvis_settings(exp))
+
+
+def report_settings(exp) -> dict:
+  """The trials' settings and the image set the report shows."""
+  return dict(trials_settings(exp), report_set=exp.cfg.report_set)
+
+
+STAGES = (
+    stages.Stage("exemplars_2afc", exemplars, exemplars_settings),
+    stages.Stage("featvis_2afc", featvis, featvis_settings),
+    stages.Stage("trials_2afc", trials, trials_settings),
+    stages.Stage("report_2afc", report, report_settings),
+)
+"""The 2-AFC task's stages after the shared sweep stage (`stages.STAGES[0]`)."""

@@ -1,4 +1,4 @@
-"""Accuracy and Cohen's kappa exactly as the paper computes them (paper_spec §4, §5.3).
+"""Accuracy and Cohen's kappa exactly as the paper computes them (its analysis code; Fig. 4).
 
 * Accuracy: the mean of the per-trial correctness; the error is 2 SEM = 2 * std / sqrt(N) with
   NumPy's default population std (ddof=0), as the paper's figure code uses `array.std()`.

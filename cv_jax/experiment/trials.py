@@ -1,4 +1,5 @@
-"""Tasks (what each participant sees), catch trials and practice trials (paper_spec §5.2, §6).
+"""Tasks (what each participant sees), catch trials and practice trials, as
+in the paper's task files.
 
 Paper design (CU `create_task_structure_json.py`, `create_task_structure_from_json.py`):
 * Task k (1-based) of a condition uses image set (k-1) mod n_sets; it holds every main unit's

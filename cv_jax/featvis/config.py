@@ -20,7 +20,7 @@ _LUCID_STANDARD = (("pad", 12), ("jitter", 8),
 def get_config(name: str = "zimmermann2021") -> ml_collections.ConfigDict:
   """The named preset.
 
-  * zimmermann2021 (the paper, paper_spec §3.1): 224 px images optimised on a 256 px canvas
+  * zimmermann2021 (the paper's recipe): 224 px images optimised on a 256 px canvas
     (pad 16, cropped after), batch 9, diversity weight 100 on the unit's whole pre-ReLU layer,
     jitter 16, scale {1, .975, 1.025, .95, 1.05}, rotate -5..5°, jitter 8 (Lucid semantics),
     2561 Adam updates at 0.05, Lucid's redirected ReLU (first steps). `batch=4` is the Mixed

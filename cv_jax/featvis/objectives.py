@@ -4,7 +4,7 @@ An `Objective` is a function of `T`, a callable mapping a layer name to its acti
 (NHWC, or (B, classes) for logits); the special name "input" is the parameterised image in
 [0, 1] before transforms. It returns a scalar. `objective.layers` lists the layers it needs, so
 the forward pass stops at the deepest one. `batch=b` restricts an objective to image b.
-Definitions follow featvis_spec §2.3 (Lucid `optvis/objectives.py`).
+Definitions follow Lucid's objectives (Lucid `optvis/objectives.py`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 All functions are pure. A parameterisation is a pair (`init(key) -> params`, `to_image(params)
 -> (B, H, W, 3)` in [0, 1]); `image_param` builds one from options. Formulas follow
-featvis_spec §2.1 (Lucid `param/spatial.py`, `param/color.py`, Lucent `param/spatial.py`).
+Lucid's and Lucent's image parameterisations (Lucid `param/spatial.py`, `param/color.py`,
+Lucent `param/spatial.py`).
 """
 
 from __future__ import annotations

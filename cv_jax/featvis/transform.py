@@ -15,7 +15,7 @@ the step (model and objective). We chose this over resampling onto a fixed canva
 canvas changes what the model sees (zero borders enter the channel means) and so would not
 match Lucid's variable-size recipe.
 
-Modes (featvis_spec §2.4):
+Modes (Lucid's and Lucent's transforms):
 * "lucid": jitter = random crop (offset 0..d inclusive, image shrinks); scale = TF1 legacy
   `resize_bilinear` (align_corners=False, no half-pixel centres) to int(s·H), no re-pad; rotate =
   `tf.contrib.image.rotate` nearest neighbour, zero fill, radians = 3.14·deg/180.

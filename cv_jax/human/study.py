@@ -487,9 +487,15 @@ def finish(conn: sa.Connection, exp: stim.Experiment, settings: Settings, token:
                                     kind="feedback", t_client=float(now), t_server=now,
                                     payload_json=json.dumps({"feedback": feedback})))
   from cv_jax.human import exclusion  # the analysis side's module (issue 11)
-  checks, passed = exclusion.evaluate(row.condition, _rows(conn, store.response, row.id),
-                                      _rows(conn, store.event, row.id),
-                                      rules=exclusion.rules_for(exp.doc))
+  try:
+    checks, passed = exclusion.evaluate(row.condition, _rows(conn, store.response, row.id),
+                                        _rows(conn, store.event, row.id),
+                                        rules=exclusion.rules_for(exp.doc))
+  except Exception as e:  # noqa: BLE001 - the participant still gets the code; data kept
+    checks, passed = {"error": f"{type(e).__name__}: {e}"}, False
+    anomaly(conn, row.id, "exclusion_error", checks, now)
+  if checks.get("clock_agreement", {}).get("passed") is False:
+    anomaly(conn, row.id, "clock_disagreement", checks["clock_agreement"], now)
   code = _code()
   se = store.session
   conn.execute(se.update().where(se.c.id == row.id).values(

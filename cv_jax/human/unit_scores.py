@@ -107,3 +107,37 @@ def unit_figure(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> p
   fig.tight_layout()
   fig.savefig(path)
   return path
+
+
+def analyze_export(export_path: str | os.PathLike, doc: Mapping[str, Any],
+                   out: str | os.PathLike) -> dict[str, Any]:
+  """`cv-jax human analyze` for a 2-AFC exemplar experiment: per-unit scores of an export.
+
+  Uses the stored exclusion verdicts (`sessions.passed`). Writes `unit_scores.json` (all rows
+  and per-condition means), `human_accuracy_<condition>.csv` (for `cv-jax mis --human=`) and
+  `unit_scores.png` into `out`; returns the JSON content.
+  """
+  import json
+
+  from cv_jax.human import export_format
+  exp = export_format.read_export(export_path)
+  rows = unit_scores(doc, exp["responses"], exp["sessions"])
+  out = pathlib.Path(out)
+  out.mkdir(parents=True, exist_ok=True)
+  conds = list(dict.fromkeys(r["condition"] for r in rows))
+  summary = {}
+  for c in conds:
+    sel = [r for r in rows if r["condition"] == c]
+    n = sum(r["n_trials"] for r in sel)
+    summary[str(c)] = {"n_units": len(sel), "n_trials": n,
+                       "accuracy": sum(r["n_correct"] for r in sel) / n if n else None,
+                       "mean_unit_accuracy": sum(r["accuracy"] for r in sel) / len(sel)}
+    write_unit_csv(out / f"human_accuracy_{c}.csv", rows, c, model=doc["model"]["name"])
+  sessions = exp["sessions"]
+  result = {"task": doc.get("task"), "n_sessions": len(sessions),
+            "n_passed": sum(bool(s.get("passed")) for s in sessions),
+            "conditions": summary, "units": rows}
+  (out / "unit_scores.json").write_text(json.dumps(result, indent=1) + "\n")
+  if rows:
+    unit_figure(rows, out / "unit_scores.png")
+  return result

@@ -18,9 +18,10 @@ linearity s(q, E) = q . mean(E) and Delta = (q+ - q-) . (mean(E+) - mean(E-)), g
 embeddings (memory linear in the image count, for very large image sets). Pools are the
 sweep's tables (most extreme first), so ordering a draw by activation is sorting the drawn pool
 positions. Randomness: the key of unit (layer, channel) is
-`fold_in(fold_in(key, crc32(layer)), channel)`, side s in {0 top, 1 bottom} folds in s, and
-task t uses `split(side_key, N)[t]`; a draw is the K + 1 smallest of P uniforms. A unit's tasks
-therefore depend only on the key and the unit, not on which other units are scored with it.
+`fold_in(fold_in(key, crc32(layer)), channel)`, side s in {0 top, 1 bottom} folds in s, and a
+draw is a partial Fisher-Yates shuffle from K + 1 random integers per task (`draw_positions`).
+A unit's tasks therefore depend only on the key and the unit, not on which other units are
+scored with it.
 """
 
 from __future__ import annotations
@@ -60,17 +61,25 @@ def draw_positions(unit_key: jax.Array, pool_size: int, k: int, n_tasks: int) ->
   """Pool positions of one unit's tasks: (2, N, K+1) int32 for (top, bottom), each row sorted.
 
   Row [s, t] holds K + 1 distinct positions in 0..P-1 (0 = most extreme), ascending, so
-  [s, t, :K] are the explanations and [s, t, K] the (least extreme) query.
+  [s, t, :K] are the explanations and [s, t, K] the (least extreme) query. Each row is the first
+  K + 1 steps of a Fisher-Yates shuffle of 0..P-1 (step j swaps position j with one drawn
+  uniformly from j..P-1, `randint(fold_in(unit_key, side), (N, K+1))`): a uniformly random
+  subset, from K + 1 random integers per task.
   """
   if k + 1 > pool_size:
     raise ValueError(f"pools of {pool_size} images cannot give K + 1 = {k + 1} distinct images")
+  steps = jnp.arange(k + 1, dtype=jnp.int32)
 
   def side(s):
-    keys = jax.random.split(jax.random.fold_in(unit_key, s), n_tasks)
-    u = jax.vmap(lambda kk: jax.random.uniform(kk, (pool_size,)))(keys)
-    # The K+1 smallest uniforms: a uniformly random subset; sorting positions orders by rank.
-    pos = jax.lax.top_k(-u, k + 1)[1]
-    return jnp.sort(pos, axis=-1).astype(jnp.int32)
+    r = jax.random.randint(jax.random.fold_in(unit_key, s), (n_tasks, k + 1), steps, pool_size,
+                           dtype=jnp.int32)
+    perm = jnp.broadcast_to(jnp.arange(pool_size, dtype=jnp.int32), (n_tasks, pool_size))
+    rows = jnp.arange(n_tasks)
+    for j in range(k + 1):
+      a, b = perm[:, j], perm[rows, r[:, j]]
+      perm = perm.at[rows, r[:, j]].set(a).at[:, j].set(b)
+    # Sorting the positions orders the draw by activation (the pools are sorted).
+    return jnp.sort(perm[:, :k + 1], axis=-1)
   return jnp.stack([side(0), side(1)])
 
 

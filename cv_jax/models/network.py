@@ -15,11 +15,10 @@ import jax
 import jax.numpy as jnp
 
 from cv_jax.models import layers as L
-from cv_jax.models.spec import AUX_AFTER, BLOCKS, CAFFE_STEM_PAD, POOL_BEFORE, NetSpec
+from cv_jax.models.spec import AUX_AFTER, CAFFE_STEM_PAD, NetSpec
 
 Params = Mapping[str, Mapping[str, jax.Array]]
 
-_BRANCH_LAYERS = ("1x1", "3x3_bottleneck", "3x3", "5x5_bottleneck", "5x5", "pool_reduce")
 _CAFFE_BRANCH = {"1x1": "1x1", "3x3_bottleneck": "3x3_reduce", "3x3": "3x3",
                  "5x5_bottleneck": "5x5_reduce", "5x5": "5x5", "pool_reduce": "pool_proj",
                  "pool": "pool"}
@@ -27,33 +26,9 @@ _CAFFE_BRANCH = {"1x1": "1x1", "3x3_bottleneck": "3x3_reduce", "3x3": "3x3",
 
 # --- layer names ---------------------------------------------------------------------------------
 
-def _stages(spec: NetSpec, aux_heads: bool) -> list[tuple[str, tuple[str, ...]]]:
-  """The forward pass as an ordered list of (stage, layer names it produces)."""
-  st = [("stem0", ("conv2d0_pre_relu", "conv2d0", "maxpool0", "localresponsenorm0")),
-        ("stem1", ("conv2d1_pre_relu", "conv2d1", "conv2d2_pre_relu", "conv2d2",
-                   "localresponsenorm1", "maxpool1"))]
-  for block in spec.blocks:
-    pool = POOL_BEFORE.get(block)
-    if pool:
-      st.append((pool, (pool,)))
-    names = []
-    for b in _BRANCH_LAYERS:
-      names += [f"{block}_{b}_pre_relu", f"{block}_{b}"]
-      if b == "5x5":
-        names.append(f"{block}_pool")
-    names += [f"{block}_pre_relu", block]
-    st.append((block, tuple(names)))
-    if aux_heads and block in AUX_AFTER:
-      head, nn, soft = AUX_AFTER[block]
-      st.append((head, (f"{head}_pool", f"{head}_bottleneck_pre_relu", f"{head}_bottleneck",
-                        f"{nn}_pre_relu", nn, f"{soft}_pre_activation", soft)))
-  st.append(("head", ("avgpool0", "softmax2_pre_activation", "softmax2")))
-  return st
-
-
 def layer_names(spec: NetSpec, aux_heads: bool = False) -> tuple[str, ...]:
   """Every named layer of the network, in forward order (Lucid's names)."""
-  return tuple(n for _, names in _stages(spec, aux_heads) for n in names)
+  return tuple(n for op in spec.ops(aux_heads) for n in op.layers)
 
 
 def caffe_aliases(spec: NetSpec, aux_heads: bool = False) -> dict[str, str]:
@@ -127,8 +102,8 @@ def apply(spec: NetSpec, params: Params, images: jax.Array,
   caffe = spec.padding == "caffe"
   pool_mode = "caffe" if caffe else "same"
   out: dict[str, jax.Array] = {}
-  stages = _stages(spec, aux_heads)
-  last = max(i for i, (_, ns) in enumerate(stages) if wanted & set(ns))
+  ops = spec.ops(aux_heads)
+  last = max(i for i, op in enumerate(ops) if wanted & set(op.layers))
 
   def keep(name, value):
     if name in wanted:
@@ -153,43 +128,43 @@ def apply(spec: NetSpec, params: Params, images: jax.Array,
   def dense(name, x):
     return x @ params[name]["kernel"] + params[name]["bias"]
 
+  def block(b, x):
+    p1, b1 = conv(f"{b}_1x1", x)
+    p3, b3 = conv(f"{b}_3x3", conv(f"{b}_3x3_bottleneck", x)[1])
+    p5, b5 = conv(f"{b}_5x5", conv(f"{b}_5x5_bottleneck", x)[1])
+    pp, bp = conv(f"{b}_pool_reduce", maxpool(f"{b}_pool", x, 1, pad=1))
+    # Lucid's `<block>_pre_relu`: the concat of the four branch pre-activations.
+    keep(f"{b}_pre_relu", jnp.concatenate([p1, p3, p5, pp], axis=-1))
+    return keep(b, jnp.concatenate([b1, b3, b5, bp], axis=-1))
+
+  def aux_head(head, x):
+    _, nn, soft = next(v for v in AUX_AFTER.values() if v[0] == head)
+    h = keep(f"{head}_pool", L.avg_pool_valid(x, 5, 3))
+    _, h = conv(f"{head}_bottleneck", h)
+    h = h.reshape(h.shape[0], -1)
+    h = keep(f"{nn}_pre_relu", dense(nn, h))
+    h = keep(nn, L.relu(h, relu, step))
+    logits = keep(f"{soft}_pre_activation", dense(soft, h))
+    keep(soft, jax.nn.softmax(logits, axis=-1))
+
+  def classifier(name, x):
+    h = keep("avgpool0", jnp.mean(x, axis=(1, 2), keepdims=True))
+    logits = keep(f"{name}_pre_activation", dense(name, h.reshape(h.shape[0], -1)))
+    keep(name, jax.nn.softmax(logits, axis=-1))
+
   # Computed in the parameters' dtype: float32, or float64 for reference checks (jax x64 mode).
   x = preprocess(spec, images.astype(params["conv2d0"]["kernel"].dtype))
-  for i, (stage, _) in enumerate(stages):
-    if i > last:
-      break
-    if stage == "stem0":
-      _, x = conv("conv2d0", x, stride=2)
-      x = maxpool("maxpool0", x, 2)
-      x = keep("localresponsenorm0", L.lrn(x, **vars(lrn_spec)))
-    elif stage == "stem1":
-      _, x = conv("conv2d1", x)
-      _, x = conv("conv2d2", x)
-      x = keep("localresponsenorm1", L.lrn(x, **vars(lrn_spec)))
-      x = maxpool("maxpool1", x, 2)
-    elif stage.startswith("maxpool"):
-      x = maxpool(stage, x, 2)
-    elif stage in BLOCKS:
-      p1, b1 = conv(f"{stage}_1x1", x)
-      p3, b3 = conv(f"{stage}_3x3", conv(f"{stage}_3x3_bottleneck", x)[1])
-      p5, b5 = conv(f"{stage}_5x5", conv(f"{stage}_5x5_bottleneck", x)[1])
-      pp, bp = conv(f"{stage}_pool_reduce", maxpool(f"{stage}_pool", x, 1, pad=1))
-      # Lucid's `<block>_pre_relu`: the concat of the four branch pre-activations.
-      keep(f"{stage}_pre_relu", jnp.concatenate([p1, p3, p5, pp], axis=-1))
-      x = keep(stage, jnp.concatenate([b1, b3, b5, bp], axis=-1))
-    elif stage in ("head0", "head1"):
-      head = stage
-      _, nn, soft = next(v for v in AUX_AFTER.values() if v[0] == head)
-      h = keep(f"{head}_pool", L.avg_pool_valid(x, 5, 3))
-      _, h = conv(f"{head}_bottleneck", h)
-      h = h.reshape(h.shape[0], -1)
-      h = keep(f"{nn}_pre_relu", dense(nn, h))
-      h = keep(nn, L.relu(h, relu, step))
-      logits = keep(f"{soft}_pre_activation", dense(soft, h))
-      keep(soft, jax.nn.softmax(logits, axis=-1))
-    elif stage == "head":
-      h = keep("avgpool0", jnp.mean(x, axis=(1, 2), keepdims=True))
-      logits = keep("softmax2_pre_activation", dense("softmax2", h.reshape(h.shape[0], -1)))
-      keep("softmax2", jax.nn.softmax(logits, axis=-1))
+  for op in ops[:last + 1]:
+    if op.kind == "conv":
+      _, x = conv(op.name, x, op.stride)
+    elif op.kind == "maxpool":
+      x = maxpool(op.name, x, op.stride)
+    elif op.kind == "lrn":
+      x = keep(op.name, L.lrn(x, **vars(lrn_spec)))
+    elif op.kind == "block":
+      x = block(op.name, x)
+    elif op.kind == "aux_head":
+      aux_head(op.name, x)  # reads the block's output; the main path continues from x
+    elif op.kind == "classifier":
+      classifier(op.name, x)
   return {n: out[n] for n in (layers if layers is not None else names) if n in out}
-

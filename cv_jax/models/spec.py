@@ -54,6 +54,49 @@ class BlockSpec:
     return starts
 
 
+BRANCH_CONVS = ("1x1", "3x3_bottleneck", "3x3", "5x5_bottleneck", "5x5", "pool_reduce")
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+  """One step of the forward pass, in the order the network runs them.
+
+  kind: "conv" (a convolution and its ReLU: layers `<name>_pre_relu`, `<name>`), "maxpool"
+  (3x3 window), "lrn", "block" (an inception block), "aux_head" (an auxiliary classifier
+  reading the current map without changing it) or "classifier" (global average pool, dense
+  layer, softmax). `kernel`, `stride`, `out`: a conv's kernel size, stride and out channels
+  (a max-pool's stride).
+  """
+  kind: str
+  name: str
+  kernel: int = 0
+  stride: int = 1
+  out: int = 0
+
+  @property
+  def layers(self) -> tuple[str, ...]:
+    """The named layers (Lucid's names) this step produces, in order."""
+    n = self.name
+    if self.kind == "conv":
+      return (f"{n}_pre_relu", n)
+    if self.kind in ("maxpool", "lrn"):
+      return (n,)
+    if self.kind == "block":
+      names = []
+      for b in BRANCH_CONVS:
+        names += [f"{n}_{b}_pre_relu", f"{n}_{b}"]
+        if b == "5x5":
+          names.append(f"{n}_pool")
+      return (*names, f"{n}_pre_relu", n)
+    if self.kind == "aux_head":
+      _, nn, soft = next(v for v in AUX_AFTER.values() if v[0] == n)
+      return (f"{n}_pool", f"{n}_bottleneck_pre_relu", f"{n}_bottleneck", f"{nn}_pre_relu", nn,
+              f"{soft}_pre_activation", soft)
+    if self.kind == "classifier":
+      return ("avgpool0", f"{n}_pre_activation", n)
+    raise ValueError(f"unknown op kind {self.kind!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class NetSpec:
   """Everything that distinguishes one GoogLeNet variant from another."""
@@ -73,27 +116,52 @@ class NetSpec:
     """Auxiliary heads: block they read from -> (head prefix, hidden FC, classifier)."""
     return AUX_AFTER
 
+  def ops(self, aux_heads: bool = False) -> tuple[Op, ...]:
+    """The network's topology: every step of the forward pass, in order.
+
+    `network.apply`, the parameter table (`conv_layers`) and occlusion's incremental forward
+    pass all walk this one list. Stem: 7x7/2 conv, pool, LRN, 1x1 conv, 3x3 conv, LRN, pool;
+    then the inception blocks (a stride-2 max-pool before mixed4a and mixed5a), the auxiliary
+    heads after mixed4a and mixed4d when `aux_heads`, and the classifier.
+    """
+    ops = [Op("conv", "conv2d0", 7, 2, 64), Op("maxpool", "maxpool0", stride=2),
+           Op("lrn", "localresponsenorm0"), Op("conv", "conv2d1", 1, 1, 64),
+           Op("conv", "conv2d2", 3, 1, 192), Op("lrn", "localresponsenorm1"),
+           Op("maxpool", "maxpool1", stride=2)]
+    for block in self.blocks:
+      if POOL_BEFORE.get(block):
+        ops.append(Op("maxpool", POOL_BEFORE[block], stride=2))
+      ops.append(Op("block", block))
+      if aux_heads and block in AUX_AFTER:
+        ops.append(Op("aux_head", AUX_AFTER[block][0]))
+    ops.append(Op("classifier", "softmax2"))
+    return tuple(ops)
+
   def conv_layers(self, aux_heads: bool) -> dict[str, tuple[int, int, int]]:
     """Parameter name -> (kernel size, in channels, out channels), in forward order.
 
     Fully connected layers are listed with kernel size 0.
     """
-    convs = {"conv2d0": (7, 3, 64), "conv2d1": (1, 64, 64), "conv2d2": (3, 64, 192)}
-    cin = 192
-    for name, b in self.blocks.items():
-      convs[f"{name}_1x1"] = (1, cin, b.c1)
-      convs[f"{name}_3x3_bottleneck"] = (1, cin, b.c3r)
-      convs[f"{name}_3x3"] = (3, b.c3r, b.c3)
-      convs[f"{name}_5x5_bottleneck"] = (1, cin, b.c5r)
-      convs[f"{name}_5x5"] = (5, b.c5r, b.c5)
-      convs[f"{name}_pool_reduce"] = (1, cin, b.cp)
-      cin = b.out
-      if aux_heads and name in AUX_AFTER:
-        head, nn, soft = AUX_AFTER[name]
-        convs[f"{head}_bottleneck"] = (1, b.out, 128)
+    convs = {}
+    cin = 3
+    for op in self.ops(aux_heads):
+      if op.kind == "conv":
+        convs[op.name] = (op.kernel, cin, op.out)
+        cin = op.out
+      elif op.kind == "block":
+        b = self.blocks[op.name]
+        for conv, k, c_in, c_out in (("1x1", 1, cin, b.c1), ("3x3_bottleneck", 1, cin, b.c3r),
+                                     ("3x3", 3, b.c3r, b.c3), ("5x5_bottleneck", 1, cin, b.c5r),
+                                     ("5x5", 5, b.c5r, b.c5), ("pool_reduce", 1, cin, b.cp)):
+          convs[f"{op.name}_{conv}"] = (k, c_in, c_out)
+        cin = b.out
+      elif op.kind == "aux_head":
+        _, nn, soft = next(v for v in AUX_AFTER.values() if v[0] == op.name)
+        convs[f"{op.name}_bottleneck"] = (1, cin, 128)
         convs[nn] = (0, 128 * 4 * 4, 1024)
         convs[soft] = (0, 1024, self.aux_classes)
-    convs["softmax2"] = (0, cin, self.n_classes)
+      elif op.kind == "classifier":
+        convs[op.name] = (0, cin, self.n_classes)
     return convs
 
 

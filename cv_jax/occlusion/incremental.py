@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from cv_jax.models import layers as L
-from cv_jax.models.spec import CAFFE_STEM_PAD, POOL_BEFORE
+from cv_jax.models.spec import CAFFE_STEM_PAD
 
 
 class Win(NamedTuple):
@@ -128,8 +128,6 @@ class Plan:
     self.pre_relu = layer.endswith("_pre_relu")
     self.caffe = self.spec.padding == "caffe"
     self.lrn = self.spec.lrn[model.lrn]
-    blocks = list(self.spec.blocks)
-    self.blocks = blocks[: blocks.index(self.block) + 1]
     self.hw = hw
 
   def _conv_pads(self, name, k, s, hw):
@@ -144,15 +142,23 @@ class Plan:
     return tuple(tuple(p) for p in L.pool_padding(fake, 3, s, mode, pad))
 
   def _steps(self):
-    """[(kind, arg)] with kind in conv/relu/pool/lrn/block."""
-    st = [("conv", ("conv2d0", 7, 2)), ("relu", None), ("pool", 2), ("lrn", None),
-          ("conv", ("conv2d1", 1, 1)), ("relu", None), ("conv", ("conv2d2", 3, 1)), ("relu", None),
-          ("lrn", None), ("pool", 2)]
-    for b in self.blocks:
-      if POOL_BEFORE.get(b):
-        st.append(("pool", 2))
-      st.append(("block", b))
-    return st
+    """The network's steps (`NetSpec.ops`) up to the target block, as [(kind, arg)] with kind
+    in conv/relu/pool/lrn/block (a conv op becomes a conv step and a relu step)."""
+    st = []
+    for op in self.spec.ops():
+      if op.kind == "conv":
+        st += [("conv", (op.name, op.kernel, op.stride)), ("relu", None)]
+      elif op.kind == "maxpool":
+        st.append(("pool", op.stride))
+      elif op.kind == "lrn":
+        st.append(("lrn", None))
+      elif op.kind == "block":
+        st.append(("block", op.name))
+        if op.name == self.block:
+          return st
+      else:
+        raise ValueError(f"no incremental step for a {op.kind!r} before {self.block}")
+    raise ValueError(f"{self.block} is not a block of {self.spec.name}")
 
   # -- full maps (the base image) --
 

@@ -1,4 +1,5 @@
-"""Choosing query and natural reference images from a unit's ranking (paper_spec §2.2, §7).
+"""Choosing query and natural reference images from a unit's ranking, as
+the paper's code and its ICLR 2021 predecessor's do.
 
 NeurIPS 2021 (`1_save_natural_reference_and_default_images.ipynb`): the 200 most activating
 images, in ascending order of activation, form 10 rank bins of 20 (bin 0 = ranks 200..181, bin 9

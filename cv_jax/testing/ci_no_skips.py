@@ -29,3 +29,17 @@ def pytest_runtest_makereport(item, call):
     report.outcome = "failed"
     report.longrepr = (f"skipped under CI=true, which must run every test (install or start "
                        f"what it needs in .ci/run): {reason}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+  """A whole module skipped at collection (e.g. `pytest.importorskip` at its top) fails too."""
+  outcome = yield
+  report = outcome.get_result()
+  if in_ci() and report.skipped:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    report.outcome = "failed"
+    report.longrepr = (f"{collector.nodeid} skipped under CI=true, which must run every test "
+                       f"(install or start what it needs in .ci/run): {reason}")
+

@@ -1,7 +1,7 @@
 """Independent PyTorch (NCHW) references for the two networks, used only by tests and benchmarks.
 
 Nothing here imports cv_jax's network code: the layer order, paddings, pools and LRN constants
-are re-written from the specs (Lucent's InceptionV1 as described in docs/featvis_spec.md §1, and
+are re-written from the specs (Lucent's InceptionV1 as Lucent's code builds it, and
 the BVLC Caffe `deploy.prototxt`), so agreement with `cv_jax.models` is evidence, not tautology.
 
 * `LucentInceptionV1(params)`: Lucent's port of inception5h (fixed asymmetric pads, torch LRN

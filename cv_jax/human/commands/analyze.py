@@ -48,6 +48,22 @@ def main(argv: list[str]) -> None:
   if not os.path.exists(_EXPORT.value):
     _fail(f"no export at {_EXPORT.value}; pass the folder or .zip that `cv-jax human export`, "
           "`simulate --offline` or `import-paper` wrote")
+  doc_path = os.path.join(_EXPERIMENT.value, "experiment.json") if _EXPERIMENT.value else None
+  if doc_path and os.path.isfile(doc_path):
+    with open(doc_path) as f:
+      doc = json.load(f)
+    if doc.get("task") == "exemplar_2afc":
+      from cv_jax.human import unit_scores
+      try:
+        res = unit_scores.analyze_export(_EXPORT.value, doc, _OUT.value)
+      except (export_format.ExportError, ValueError, OSError) as e:
+        _fail(str(e).splitlines()[0])
+      print(f"2-AFC exemplar task: {res['n_sessions']} sessions, {res['n_passed']} passed")
+      for c, v in res["conditions"].items():
+        print(f"  {c}: {v['n_units']} units, {v['n_trials']} trials, accuracy "
+              f"{v['accuracy']:.3f}")
+      print(f"per-unit scores: {os.path.join(_OUT.value, 'unit_scores.json')}")
+      return
   print("analysing and drawing the figures...", flush=True)
   try:
     results, path = report.run(_EXPORT.value, _EXPERIMENT.value, _OUT.value, rules=rules,
