@@ -123,7 +123,14 @@ def run_mis(model, source, *, layers: Sequence[str] | None = None, sweep_dir=Non
   else:
     if workdir is None:
       raise ValueError("no sweep to reuse and no workdir for a new one")
-    micro = 8 if batch_size % 8 == 0 else 1
+    import math
+
+    import jax
+    n_dev = jax.device_count()
+    if batch_size < n_dev or batch_size % n_dev:
+      raise ValueError(f"batch_size {batch_size} must be a positive multiple of the {n_dev} "
+                       "devices; pass --batch_size accordingly")
+    micro = math.gcd(batch_size // n_dev, 8)
     log(f"[sweep] {len(layers)} layers over {len(source)} images, k = {p} (compiling first)")
     res = sweep_lib.run(model, source, layers, k=p, batch_size=batch_size, micro_batch=micro,
                         workdir=pathlib.Path(workdir) / "sweep", progress=progress)
