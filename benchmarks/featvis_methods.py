@@ -7,9 +7,9 @@ each, reusing the compiled one-unit program. Both after compilation; compile tim
     PYTHONPATH=. python benchmarks/featvis_methods.py [--quick]
 
 `run(quick) -> rows` is the entry point for the benchmark table (`benchmarks/run_all.py`).
-Rows: dicts with `benchmark`, `method`, `setting`, `compile_s`, `unit_steps_per_s` (units ×
-steps per second, U units in one program), `peer_unit_steps_per_s` (one unit per call),
-`ratio` (ours / peer), `load_before`, `load_after`. The model is BVLC GoogLeNet (real weights
+Rows (run_all's schema): `path`, `unit` ("unit-steps/s": units × steps per second),
+`cv_jax` (U units in one program), `peer` (one unit per call), `peer_what`, `command`, `notes`,
+`goal` (1.0: batching must not lose), plus `method`, `compile_s`, `ratio`, `load_before/after`. The model is BVLC GoogLeNet (real weights
 when ../shared is present, else random weights: same speed); DGN-AM uses a random-weight fc6
 generator (the real one is not redistributable; speed does not depend on the values).
 """
@@ -92,11 +92,16 @@ def run(quick: bool = True) -> list[dict]:
     ours = _time(model, units, cfg, kw)
     peer = sum(_time(model, [u], cfg, kw) for u in units)
     steps = int(cfg.steps)
-    rows.append({"benchmark": "featvis_methods", "method": method, "setting": setting,
-                 "units": len(units), "steps": steps, "compile_s": round(first - ours, 1),
-                 "unit_steps_per_s": round(len(units) * steps / ours, 3),
-                 "peer": "one unit per call", "peer_unit_steps_per_s":
-                 round(len(units) * steps / peer, 3), "ratio": round(peer / ours, 2),
+    ups, peer_ups = len(units) * steps / ours, len(units) * steps / peer
+    rows.append({"path": f"featvis {method}: {len(units)} units in one program ({setting})",
+                 "unit": "unit-steps/s", "command": "benchmarks/featvis_methods.py"
+                 + (" --quick" if quick else ""), "cv_jax": round(ups, 3),
+                 "peer": round(peer_ups, 3),
+                 "peer_what": "cv_jax, the same units one call each (one objective per run, as "
+                              "Xplique / faccent)",
+                 "goal": 1.0, "notes": f"{steps} steps; compile {first - ours:.0f} s",
+                 "method": method, "units": len(units), "steps": steps,
+                 "compile_s": round(first - ours, 1), "ratio": round(peer / ours, 2),
                  "load_before": round(load0, 1), "load_after": round(_load(), 1)})
     print(rows[-1], flush=True)
   return rows
@@ -108,12 +113,12 @@ def main():
   args = ap.parse_args()
   print(f"device: {jax.devices()[0].platform}, {os.cpu_count()} CPUs; load {os.getloadavg()}")
   rows = run(args.quick)
-  print("\n| method | setting | units | compile (s) | unit-steps/s (one program) | "
+  print("\n| method | what | units | compile (s) | unit-steps/s (one program) | "
         "unit-steps/s (one unit per call) | ratio | load before / after |")
   print("|---|---|---|---|---|---|---|---|")
   for r in rows:
-    print(f"| {r['method']} | {r['setting']} | {r['units']} | {r['compile_s']} | "
-          f"{r['unit_steps_per_s']} | {r['peer_unit_steps_per_s']} | {r['ratio']}x | "
+    print(f"| {r['method']} | {r['path']} | {r['units']} | {r['compile_s']} | "
+          f"{r['cv_jax']} | {r['peer']} | {r['ratio']}x | "
           f"{r['load_before']} / {r['load_after']} |")
 
 

@@ -178,15 +178,21 @@ def other_method(model, us, nat_v, args):
                                 .resize((112, 112), Image.BILINEAR)) for im in out["images"][:, 0]])
   np.savez_compressed(outdir / f"featvis_quality_{args.method}.npz", units=[str(u) for u in us],
                       activation=out["activation"], natural_max=nat_v, objective=out["objective"],
-                      thumbs=thumbs, wall_s=dt)
-  Image.fromarray(contact_sheet(thumbs.reshape((3, 6) + thumbs.shape[1:]) / 255.0)).save(
-      outdir / f"featvis_{args.method}_sheet.png")
+                      wall_s=dt)
+  sheet = Image.fromarray(contact_sheet(thumbs.reshape((3, 6) + thumbs.shape[1:]) / 255.0, gap=2))
+  _small_png(sheet, outdir / f"featvis_{args.method}_sheet.png")
 
 
-def lucid_thumbs(outdir: pathlib.Path) -> np.ndarray:
-  """The 18 Lucid-FFT images (112 px) cut from the committed 3 x 6 contact sheet."""
+def _small_png(im, path) -> None:
+  """Save a 256-colour PNG (thumbnails: a third of the size, differences invisible)."""
+  im.convert("RGB").quantize(256, dither=0).save(path, optimize=True)
+
+
+def sheet_thumbs(path: pathlib.Path) -> np.ndarray:
+  """The 18 images (112 px) cut from a 3 x 6 sheet with 2 px gaps (the committed Lucid-FFT
+  contact sheet, or a method's `featvis_<method>_sheet.png`)."""
   from PIL import Image
-  sheet = np.asarray(Image.open(outdir / "featvis_contact_sheet.png").convert("RGB"))
+  sheet = np.asarray(Image.open(path).convert("RGB"))
   gap, n = 2, 112
   return np.stack([sheet[gap + i * (n + gap):gap + i * (n + gap) + n,
                          gap + j * (n + gap):gap + j * (n + gap) + n] for i in range(3)
@@ -197,11 +203,11 @@ def compare_sheet(outdir: pathlib.Path) -> None:
   """featvis_priors_sheet.png: per block of 6 units, one row per method (Lucid-FFT, MACO,
   accentuation, DGN-AM if run), 112 px thumbnails, labelled at the left."""
   from PIL import Image, ImageDraw
-  rows = [("Lucid FFT", lucid_thumbs(outdir))]
+  rows = [("Lucid FFT", sheet_thumbs(outdir / "featvis_contact_sheet.png"))]
   for m, label in (("maco", "MACO"), ("accentuation", "accent."), ("dgn_am", "DGN-AM")):
-    f = outdir / f"featvis_quality_{m}.npz"
+    f = outdir / f"featvis_{m}_sheet.png"
     if f.exists():
-      rows.append((label, np.load(f)["thumbs"]))
+      rows.append((label, sheet_thumbs(f)))
   n, gap, left = 112, 2, 70
   nr = len(rows)
   h = 3 * nr * (n + gap) + 2 * 8 + gap
@@ -215,7 +221,7 @@ def compare_sheet(outdir: pathlib.Path) -> None:
       draw.text((4, y + n // 2 - 6), label, fill="black")
       for j in range(6):
         canvas.paste(Image.fromarray(th[blk * 6 + j]), (left + gap + j * (n + gap), y))
-  canvas.save(outdir / "featvis_priors_sheet.png", optimize=True)
+  _small_png(canvas, outdir / "featvis_priors_sheet.png")
   print(f"wrote {outdir / 'featvis_priors_sheet.png'} ({len(rows)} methods)")
 
 

@@ -16,6 +16,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from cv_jax.data.png import load_png
 from cv_jax.experiment import exemplar_2afc as x2
 from cv_jax.experiment import schema as schema_lib
 
@@ -153,8 +154,8 @@ def test_tiny_pipeline_end_to_end(tmp_path, bvlc_model, sample_images):
   acts = pipeline.ActivationFn.for_model(bvlc_model)
   for t in main + catch:
     u = next(x for x in doc["units"] if x["id"] == t["unit"])
-    q = [pipeline.load_png(root / t["queries"][s]) for s in ("max", "min")]
-    refs = {s: [pipeline.load_png(root / p) for p in t["references"]["natural"][s]]
+    q = [load_png(root / t["queries"][s]) for s in ("max", "min")]
+    refs = {s: [load_png(root / p) for p in t["references"]["natural"][s]]
             for s in ("max", "min")}
     a = acts(np.stack(q + refs["max"] + refs["min"]), u["layer"])[:, u["channel"]]
     q_max, q_min, r_max, r_min = a[0], a[1], a[2:11], a[11:]
