@@ -6,20 +6,8 @@
     res.maps.shape            # (68, 68, 2): rows x cols of occluder starts, one map per unit
     (rmin, cmin), (rmax, cmax) = occlusion.extreme_positions(res.maps[..., 0])
 
-Conventions (Zimmermann et al. 2021, `occlusion_utils.py` and notebooks 2-3):
-
-* Occluder starts are 0, stride, 2*stride, ... while start + size <= H (224 px, 90 px, stride 2:
-  68 starts per axis, 4,624 positions). The occluded region is rows [r, r+size) x cols [c, c+size);
-  the first image axis is the row. Position index = row-major (row outer, column inner).
-* Fill "mean": every channel of the square is set to the mean of that channel over the pixels it
-  covers, computed on the un-occluded image. Also: a constant colour, "blur" (the pixels of a
-  Gaussian-blurred copy) or any (H, W, 3) array to copy the region from.
-* The activation of a unit is the spatial mean of its channel in the requested layer (the paper
-  uses the pre-ReLU block concat, `mixedXX_pre_relu`, which `Unit.parse("mixed4a/3x3:10")` gives).
-* The paper's saved arrays have a 4,625th entry (a padding copy of the un-occluded image from its
-  last forward batch, used as the "base"). It is not reproduced: `maps` holds exactly the
-  positions and `base` the un-occluded activations.
-* argmin/argmax ties go to the first row-major index (numpy's rule).
+Conventions (occluder starts, fills, position order, ties, the paper's extra base entry):
+docs/occlusion.md.
 
 Layout: `occluder` (size, grid, fills), `blur` (OpenCV-exact Gaussian blur), `maps` (the compiled
 program, `occlusion_maps`), `incremental` (its exact dirty-window forward pass), `result`,
