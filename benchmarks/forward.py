@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sys
 import time
 
 import jax
@@ -22,9 +23,9 @@ import numpy as np
 from absl import app, flags
 
 from cv_jax import models
-from cv_jax.weights import param_shapes
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `benchmarks.common` when run as a script
 SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", REPO.parent / "shared"))
 
 MODEL = flags.DEFINE_enum("model", "googlenet_bvlc", ["googlenet_bvlc", "inceptionv1"], "Network.")
@@ -37,28 +38,6 @@ ITERS = flags.DEFINE_integer("iters", 5, "Timed calls.")
 THREADS = flags.DEFINE_integer("threads", 0, "Torch threads (0 = all cores, as XLA uses).")
 GRAD_LAYER = flags.DEFINE_string("grad_layer", "mixed4a", "Layer of the channel-mean objective.")
 CHANNEL = flags.DEFINE_integer("channel", 476, "Channel of the objective.")
-
-
-def flops_per_image(model: models.Network, size: int, upto: str | None = None) -> float:
-  """2 x multiply-adds of every conv/dense layer (through `upto`'s block if given), one image."""
-  shapes = param_shapes(model.spec)
-  convs = [n for n in shapes if n != "softmax2"]
-  outs = jax.eval_shape(
-      lambda p, x: model.apply(p, x, [f"{n}_pre_relu" for n in convs]),
-      model.params(), jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
-  order = list(model.layer_names)
-  limit = order.index(model.resolve(upto)) if upto else len(order)
-  macs = 0
-  for n in convs:
-    if order.index(f"{n}_pre_relu") > limit:
-      continue
-    kh, kw, cin, cout = shapes[n]["kernel"]
-    _, h, w, _ = outs[f"{n}_pre_relu"].shape
-    macs += h * w * kh * kw * cin * cout
-  if upto is None or limit >= order.index("softmax2_pre_activation"):
-    cin, cout = shapes["softmax2"]["kernel"]
-    macs += cin * cout
-  return 2.0 * macs
 
 
 def timeit(fn, warmup: int, iters: int) -> tuple[float, float]:
@@ -133,8 +112,9 @@ def compare(model_name: str = "googlenet_bvlc", weights: str = WEIGHTS.default, 
   assert rel < 1e-3, rel  # float32 round-off; ReLU sign flips of near-zero units at batch 32
 
   rows = []
-  f_fwd = flops_per_image(model, s)
-  f_grad = 2 * flops_per_image(model, s, upto=layer)  # input gradient ~ one more pass of convs
+  from benchmarks.common import conv_flops
+  f_fwd = conv_flops(model, s)
+  f_grad = 2 * conv_flops(model, s, upto=layer)  # input gradient ~ one more pass of convs
   for what, jfn, tfn, fl, first in (
       ("forward", lambda: fwd(params, x).block_until_ready(), torch_fwd, f_fwd, compile_fwd),
       (f"fwd+bwd {layer}:{c}", lambda: grad(params, x).block_until_ready(), torch_grad, f_grad,
