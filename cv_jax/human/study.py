@@ -23,6 +23,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as _pg
+from sqlalchemy.dialects import sqlite as _sqlite
 
 from cv_jax.human import assign, store
 from cv_jax.human import stimuli as stim
@@ -39,6 +41,34 @@ EVENT_KINDS = ("page_load", "consent", "window_check", "preload_done", "run_star
                "practice_block_start", "practice_block_end", "resume", "trial_continue",
                "offline", "online", "feedback", "submit")
 ACTIVE_STATES = ("instructions", "practice", "main", "feedback")
+
+
+# Statements of the request paths, built once (building a Core statement per request cost more
+# CPU than running it); the session is read together with its slot's lease in one query.
+_se, _sl, _r, _ev = store.session, store.slot, store.response, store.event
+_SESSION_BY_TOKEN = (
+    sa.select(_se, _sl.c.status.label("slot_status"),
+              _sl.c.lease_session_id.label("slot_lease_session_id"),
+              _sl.c.lease_expires_at.label("slot_lease_expires_at"))
+    .join_from(_se, _sl, _sl.c.id == _se.c.slot_id)
+    .where(_se.c.token_sha256 == sa.bindparam("h")))
+_SLOT_BY_ID = sa.select(_sl).where(_sl.c.id == sa.bindparam("id"))
+_STORED_ANSWER = sa.select(_r.c.button_index, _r.c.rt_ms, _r.c.t_shown, _r.c.t_choice,
+                           _r.c.correct).where(
+    _r.c.session_id == sa.bindparam("sid"), _r.c.phase == sa.bindparam("phase"),
+    _r.c.attempt == sa.bindparam("attempt"), _r.c.entry_index == sa.bindparam("idx"))
+_N_MAIN = sa.select(sa.func.count()).select_from(_r).where(
+    _r.c.session_id == sa.bindparam("sid"), _r.c.phase == "main")
+
+
+def _insert_new(table: sa.Table, keys: tuple[str, ...]) -> dict[str, Any]:
+  """Per dialect: INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING id (no row: it existed)."""
+  return {name: mod.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+          .returning(table.c.id) for name, mod in (("sqlite", _sqlite), ("postgresql", _pg))}
+
+
+_INSERT_ANSWER = _insert_new(_r, ("session_id", "phase", "attempt", "entry_index"))
+_INSERT_EVENT = _insert_new(_ev, ("session_id", "page_load_id", "seq"))
 
 
 class StudyError(Exception):
@@ -182,9 +212,9 @@ def start_session(conn: sa.Connection, exp: stim.Experiment, settings: Settings,
 
 
 def find_session(conn: sa.Connection, token: str) -> sa.Row:
-  """The session of a token; StudyError 404 for an unknown one."""
-  se = store.session
-  row = conn.execute(sa.select(se).where(se.c.token_sha256 == token_hash(token))).first()
+  """The session of a token (with its slot's `slot_status`, `slot_lease_session_id`,
+  `slot_lease_expires_at`); StudyError 404 for an unknown one."""
+  row = conn.execute(_SESSION_BY_TOKEN, {"h": token_hash(token)}).first()
   if row is None:
     raise StudyError(404, "unknown session")
   return row
@@ -202,13 +232,18 @@ def check_active(conn: sa.Connection, exp: stim.Experiment, settings: Settings, 
     raise StudyError(409, "this session is complete")
   if row.state == "abandoned":
     raise StudyError(410, "this session has expired; its answers are kept")
-  slot = conn.execute(sa.select(store.slot).where(store.slot.c.id == row.slot_id)).one()
+  if "slot_status" in row._fields:  # read with the session (find_session)
+    status, lease_sid, expires = (row.slot_status, row.slot_lease_session_id,
+                                  row.slot_lease_expires_at)
+  else:
+    slot = conn.execute(_SLOT_BY_ID, {"id": row.slot_id}).one()
+    status, lease_sid, expires = slot.status, slot.lease_session_id, slot.lease_expires_at
   too_old = (settings.resume_max_age_s is not None
              and now - row.started_at > settings.resume_max_age_s * 1000)
-  lost = slot.lease_session_id != row.id or slot.status != assign.LEASED
-  if too_old or lost or (slot.lease_expires_at is not None and slot.lease_expires_at < now):
-    if slot.lease_session_id == row.id:
-      assign.release(conn, slot.id, row.id)
+  lost = lease_sid != row.id or status != assign.LEASED
+  if too_old or lost or (expires is not None and expires < now):
+    if lease_sid == row.id:
+      assign.release(conn, row.slot_id, row.id)
     else:
       conn.execute(store.session.update().where(store.session.c.id == row.id)
                    .values(state="abandoned"))
@@ -263,8 +298,7 @@ def advance(conn: sa.Connection, exp: stim.Experiment, settings: Settings, row: 
           else:
             _draw(conn, row.id, task, a + 1, settings)
   if state == "main":
-    n = sum(1 for p, *_ in _answered(conn, row.id) if p == "main")
-    if n >= len(task["trials"]):
+    if conn.execute(_N_MAIN, {"sid": row.id}).scalar_one() >= len(task["trials"]):
       state = "feedback"
   if state != row.state:
     _set_state(conn, row.id, state)
@@ -374,9 +408,9 @@ def post_responses(conn: sa.Connection, exp: stim.Experiment, settings: Settings
   """
   row = check_active(conn, exp, settings, find_session(conn, token), now)
   task = _task(exp, row)
-  r = store.response
-  draws = _draws(conn, row.id)
   practice_on = stim.has_practice(task, settings)
+  draws = _draws(conn, row.id) if any(it["phase"] == "practice" for it in items) else {}
+  insert = _INSERT_ANSWER[conn.dialect.name]
   results, bad = [], False
   for it in items:
     phase, attempt, idx = it["phase"], int(it["attempt"]), int(it["entry_index"])
@@ -388,44 +422,46 @@ def post_responses(conn: sa.Connection, exp: stim.Experiment, settings: Settings
     elif phase == "practice" and practice_on and attempt in draws and \
         0 <= idx < len(draws[attempt]) and attempt == max(draws) and row.state == "practice":
       entry = task["practice"][draws[attempt][idx]]
-    existing = conn.execute(sa.select(r).where(
-        r.c.session_id == row.id, r.c.phase == phase, r.c.attempt == attempt,
-        r.c.entry_index == idx)).first()
-    if existing is None and entry is None:
+    button = int(it["button_index"])
+    payload = {"button_index": button, "rt_ms": float(it["rt_ms"]),
+               "t_shown": it.get("t_shown"), "t_choice": it.get("t_choice")}
+    if entry is not None:  # insert unless the key is stored already (one statement)
+      v = stim.view(exp, task, entry)
+      chosen = "left" if button < 3 else "right"
+      correct = chosen == v["max_side"]
+      new = conn.execute(insert, {
+          "session_id": row.id, "phase": phase, "attempt": attempt, "entry_index": idx,
+          "trial_id": v["trial_id"], "mode": v["mode"], "max_side": v["max_side"],
+          "shown_left": v["left"], "shown_right": v["right"], "chosen_side": chosen,
+          "choice": "max" if correct else "min", "correct": correct,
+          "confidence": CONFIDENCE_LABELS[button], "button_index": button,
+          "rt_ms": payload["rt_ms"], "t_shown": payload["t_shown"],
+          "t_choice": payload["t_choice"], "t_continue": it.get("t_continue"),
+          "page_load_id": it.get("page_load_id"), "t_server": now,
+          "raw_json": json.dumps(dict(it), sort_keys=True)}).first()
+      if new is not None:
+        res = {"key": key, "status": "stored"}
+        if phase == "practice":
+          res["correct"] = correct
+        results.append(res)
+        continue
+    existing = conn.execute(_STORED_ANSWER, {"sid": row.id, "phase": phase,
+                                             "attempt": attempt, "idx": idx}).first()
+    if existing is None:  # not stored and not answerable now
       anomaly(conn, row.id, "refused_response", {"key": key, "state": row.state}, now)
       results.append({"key": key, "status": "refused"})
       bad = True
       continue
-    button = int(it["button_index"])
-    payload = {"button_index": button, "rt_ms": float(it["rt_ms"]),
-               "t_shown": it.get("t_shown"), "t_choice": it.get("t_choice")}
-    if existing is not None:
-      same = (existing.button_index == button and abs(existing.rt_ms - payload["rt_ms"]) < 1e-6
-              and existing.t_shown == payload["t_shown"]
-              and existing.t_choice == payload["t_choice"])
-      res = {"key": key, "status": "duplicate" if same else "conflict"}
-      if not same:
-        anomaly(conn, row.id, "conflicting_response",
-                {"key": key, "stored": existing.button_index, "sent": dict(it)}, now)
-        bad = True
-      if phase == "practice":
-        res["correct"] = bool(existing.correct)
-      results.append(res)
-      continue
-    v = stim.view(exp, task, entry)
-    chosen = "left" if button < 3 else "right"
-    correct = chosen == v["max_side"]
-    conn.execute(r.insert().values(
-        session_id=row.id, phase=phase, attempt=attempt, entry_index=idx,
-        trial_id=v["trial_id"], mode=v["mode"], max_side=v["max_side"], shown_left=v["left"],
-        shown_right=v["right"], chosen_side=chosen, choice="max" if correct else "min",
-        correct=correct, confidence=CONFIDENCE_LABELS[button], button_index=button,
-        rt_ms=payload["rt_ms"], t_shown=payload["t_shown"], t_choice=payload["t_choice"],
-        t_continue=it.get("t_continue"), page_load_id=it.get("page_load_id"), t_server=now,
-        raw_json=json.dumps(dict(it), sort_keys=True)))
-    res = {"key": key, "status": "stored"}
+    same = (existing.button_index == button and abs(existing.rt_ms - payload["rt_ms"]) < 1e-6
+            and existing.t_shown == payload["t_shown"]
+            and existing.t_choice == payload["t_choice"])
+    res = {"key": key, "status": "duplicate" if same else "conflict"}
+    if not same:
+      anomaly(conn, row.id, "conflicting_response",
+              {"key": key, "stored": existing.button_index, "sent": dict(it)}, now)
+      bad = True
     if phase == "practice":
-      res["correct"] = correct
+      res["correct"] = bool(existing.correct)
     results.append(res)
   if row.state == "main":
     advance(conn, exp, settings, row, now)
@@ -439,19 +475,17 @@ def post_events(conn: sa.Connection, exp: stim.Experiment, settings: Settings, t
   `instructions_end` moves the session from instructions to practice (or main).
   """
   row = check_active(conn, exp, settings, find_session(conn, token), now, allow_complete=True)
-  ev = store.event
+  insert = _INSERT_EVENT[conn.dialect.name]
   stored = dup = 0
   for it in items:
     plid, seq = str(it["page_load_id"]), int(it["seq"])
-    if conn.execute(sa.select(ev.c.id).where(ev.c.session_id == row.id,
-                                             ev.c.page_load_id == plid,
-                                             ev.c.seq == seq)).first() is not None:
+    new = conn.execute(insert, {
+        "session_id": row.id, "page_load_id": plid, "seq": seq, "kind": it["kind"],
+        "t_client": it.get("t_client"), "t_server": now,
+        "payload_json": json.dumps(it.get("payload") or {}, sort_keys=True)}).first()
+    if new is None:  # (page_load_id, seq) stored already
       dup += 1
       continue
-    conn.execute(ev.insert().values(
-        session_id=row.id, page_load_id=plid, seq=seq, kind=it["kind"],
-        t_client=it.get("t_client"), t_server=now,
-        payload_json=json.dumps(it.get("payload") or {}, sort_keys=True)))
     stored += 1
     if it["kind"] == "instructions_end" and row.state == "instructions":
       nxt = "practice" if stim.has_practice(_task(exp, row), settings) else "main"
