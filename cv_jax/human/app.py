@@ -30,10 +30,12 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
 from cv_jax.human import assign, store, study
 from cv_jax.human import stimuli as stim
 from cv_jax.human.settings import Settings
+from cv_jax.human.writer import GroupWriter
 
 STATIC = pathlib.Path(__file__).resolve().parent / "static"
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -156,7 +158,16 @@ def create_app(experiment_dir: str | os.PathLike, db_url: str,
   def task_hashes(task_id: str) -> frozenset[str]:
     return frozenset(stim.task_hashes(exp, exp.tasks[task_id]))
 
+  # SQLite: one writer thread per process commits the write requests in groups (writer.py);
+  # PostgreSQL: one transaction per request in the thread pool (several processes write).
+  writer = (GroupWriter(engine, keeps=lambda e: isinstance(e, study.StudyError) and e.keep)
+            if store.is_sqlite(engine) else None)
+  app.state.writer = writer
+
   def write(fn, *args):
+    if writer is not None:
+      return writer.run(lambda conn: fn(conn, exp, cfg, *args, store.now_ms()))
+
     def once():
       kept = None
       with store.write_tx(engine) as conn:
@@ -168,6 +179,12 @@ def create_app(experiment_dir: str | os.PathLike, db_url: str,
           kept = e  # commit what was written (an expiry), then refuse
       raise kept
     return store.retrying(once)
+
+  async def awrite(fn, *args):
+    """`write` from an async endpoint: awaits the writer, or runs in the thread pool."""
+    if writer is not None:
+      return await writer.arun(lambda conn: fn(conn, exp, cfg, *args, store.now_ms()))
+    return await run_in_threadpool(write, fn, *args)
 
   def fail(e: study.StudyError) -> JSONResponse:
     return JSONResponse({"error": e.message, **e.extra}, status_code=e.status, headers=_NO_STORE)
@@ -203,12 +220,12 @@ def create_app(experiment_dir: str | os.PathLike, db_url: str,
 
   @app.post("/api/sessions", status_code=201, response_model=SessionCreated,
             responses={200: {"model": SessionCreated}, 400: {}, 403: {}, 409: {}, 410: {}})
-  def create_session(body: SessionCreate) -> JSONResponse:
+  async def create_session(body: SessionCreate) -> JSONResponse:
     """Start (201) or resume (200) the participant's session."""
     client = {k: v for k, v in (body.client or {}).items()
               if k in ("user_agent", "screen", "window", "window_ok")}
     try:
-      status, out = write(lambda c, e, s, now: study.start_session(
+      status, out = await awrite(lambda c, e, s, now: study.start_session(
           c, e, s, study_id, body.source, body.ids, now, condition=body.condition,
           client=client, t_client=body.t_client))
     except study.StudyError as e:
@@ -216,10 +233,10 @@ def create_app(experiment_dir: str | os.PathLike, db_url: str,
     return JSONResponse(out, status_code=status, headers=_NO_STORE)
 
   @app.get("/api/s/{token}", responses={404: {}, 410: {}})
-  def get_state(token: str = _TOKEN) -> JSONResponse:
+  async def get_state(token: str = _TOKEN) -> JSONResponse:
     """The session's state and its remaining entries (image URLs only)."""
     try:
-      return JSONResponse(write(study.state, token), headers=_NO_STORE)
+      return JSONResponse(await awrite(study.state, token), headers=_NO_STORE)
     except study.StudyError as e:
       return fail(e)
 
@@ -236,29 +253,29 @@ def create_app(experiment_dir: str | os.PathLike, db_url: str,
     return FileResponse(path, media_type="image/png", headers=_IMG_CACHE)
 
   @app.post("/api/s/{token}/responses", responses={404: {}, 409: {}, 410: {}})
-  def post_responses(body: ResponseBatch, token: str = _TOKEN) -> JSONResponse:
+  async def post_responses(body: ResponseBatch, token: str = _TOKEN) -> JSONResponse:
     """Store answers, exactly once per (phase, attempt, entry_index)."""
     items = [r.model_dump() for r in body.responses]
     try:
-      status, out = write(study.post_responses, token, items)
+      status, out = await awrite(study.post_responses, token, items)
     except study.StudyError as e:
       return fail(e)
     return JSONResponse(out, status_code=status, headers=_NO_STORE)
 
   @app.post("/api/s/{token}/events", responses={404: {}, 410: {}})
-  def post_events(body: EventBatch, token: str = _TOKEN) -> JSONResponse:
+  async def post_events(body: EventBatch, token: str = _TOKEN) -> JSONResponse:
     """Store client events, idempotent by (page_load_id, seq)."""
     items = [e.model_dump() for e in body.events]
     try:
-      return JSONResponse(write(study.post_events, token, items), headers=_NO_STORE)
+      return JSONResponse(await awrite(study.post_events, token, items), headers=_NO_STORE)
     except study.StudyError as e:
       return fail(e)
 
   @app.post("/api/s/{token}/finish", responses={404: {}, 409: {}, 410: {}})
-  def finish(body: FinishBody, token: str = _TOKEN) -> JSONResponse:
+  async def finish(body: FinishBody, token: str = _TOKEN) -> JSONResponse:
     """Complete the session once every main answer is stored; returns the completion."""
     try:
-      return JSONResponse(write(study.finish, token, body.feedback), headers=_NO_STORE)
+      return JSONResponse(await awrite(study.finish, token, body.feedback), headers=_NO_STORE)
     except study.StudyError as e:
       return fail(e)
 

@@ -224,15 +224,21 @@ def read_tx(engine: sa.Engine) -> Iterator[sa.Connection]:
       yield conn
 
 
+def is_transient(e: BaseException) -> bool:
+  """Whether a database error is worth retrying (SQLite busy, serialization, deadlock, unique
+  races)."""
+  return isinstance(e, sa.exc.IntegrityError) or (
+      isinstance(e, sa.exc.OperationalError) and ("locked" in str(e) or "serializ" in str(e)
+                                                  or "deadlock" in str(e)))
+
+
 def retrying(fn, *, tries: int = 8):
-  """Run `fn()` again on transient database errors (SQLite busy, serialization, unique races)."""
+  """Run `fn()` again on transient database errors (`is_transient`)."""
   for i in range(tries):
     try:
       return fn()
     except (sa.exc.OperationalError, sa.exc.IntegrityError) as e:
-      transient = isinstance(e, sa.exc.IntegrityError) or "locked" in str(e) or \
-          "serializ" in str(e) or "deadlock" in str(e)
-      if not transient or i == tries - 1:
+      if not is_transient(e) or i == tries - 1:
         raise
       time.sleep(0.01 * (2 ** i))
   raise AssertionError("unreachable")
