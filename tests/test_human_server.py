@@ -416,3 +416,58 @@ def test_openapi_fuzz_no_server_errors(tmp_path, exp_dir, experiment):
   paths = {p for _, p, _ in seen}
   assert "/api/s/{token}/responses" in paths and "/api/sessions" in paths
   assert any(c < 300 for *_, c in seen) and any(400 <= c < 500 for *_, c in seen)
+
+
+def test_group_writer_batch_savepoints_and_failed_commit(tmp_path):
+  """One batch of the SQLite group writer: a failing job loses only its own writes, a `keeps`
+  exception keeps them, the others commit together; checked with sqlite3 directly. A batch
+  whose COMMIT fails acknowledges nothing and stores nothing."""
+  import concurrent.futures as futures
+  import sqlite3
+
+  import sqlalchemy as sa
+
+  from cv_jax.human.writer import GroupWriter
+
+  class Keep(Exception):
+    pass
+
+  db = tmp_path / "w.db"
+  engine = store.make_engine(f"sqlite:///{db}")
+  t = sa.Table("t", sa.MetaData(), sa.Column("v", sa.Text, primary_key=True))
+  t.metadata.create_all(engine)
+  w = GroupWriter(engine, keeps=lambda e: isinstance(e, Keep))
+
+  def ins(v, exc=None):
+    def job(conn):
+      conn.execute(t.insert().values(v=v))
+      if exc is not None:
+        raise exc
+      return v
+    return job
+
+  jobs = [(ins("a"), futures.Future()), (ins("b", ValueError("no")), futures.Future()),
+          (ins("c", Keep()), futures.Future()), (ins("d"), futures.Future())]
+  w._run(jobs)
+  assert [f.result() for f in (jobs[0][1], jobs[3][1])] == ["a", "d"]
+  with pytest.raises(ValueError):
+    jobs[1][1].result()
+  with pytest.raises(Keep):
+    jobs[2][1].result()
+  rows = sqlite3.connect(db).execute("SELECT v FROM t ORDER BY v").fetchall()
+  assert rows == [("a",), ("c",), ("d",)]
+
+  @sa.event.listens_for(engine, "commit")
+  def _fail(conn):
+    raise sa.exc.OperationalError("COMMIT", {}, RuntimeError("disk I/O error"))
+
+  jobs = [(ins("e"), futures.Future()), (ins("f"), futures.Future())]
+  w._run(jobs)
+  for _, f in jobs:
+    with pytest.raises(sa.exc.OperationalError):
+      f.result()
+  sa.event.remove(engine, "commit", _fail)
+  rows = sqlite3.connect(db).execute("SELECT v FROM t ORDER BY v").fetchall()
+  assert rows == [("a",), ("c",), ("d",)]
+  assert w.run(ins("g")) == "g"  # through the thread
+  engine.dispose()
