@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, Path, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
+from fastapi.responses import JSONResponse as _StarletteJSON
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
@@ -37,11 +38,26 @@ from cv_jax.human import stimuli as stim
 from cv_jax.human.settings import Settings
 from cv_jax.human.writer import GroupWriter
 
+try:  # optional: faster JSON replies where installed
+  import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+  orjson = None
+
 STATIC = pathlib.Path(__file__).resolve().parent / "static"
 _NO_STORE = {"Cache-Control": "no-store"}
 _IMG_CACHE = {"Cache-Control": "private, max-age=86400, immutable"}
 _TOKEN = Path(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 _Str = Field(max_length=200)
+
+
+class JSONResponse(_StarletteJSON):
+  """A JSON reply, encoded with orjson when it is installed (else the standard library)."""
+
+  def render(self, content: Any) -> bytes:
+    """The body bytes."""
+    if orjson is None:
+      return super().render(content)
+    return orjson.dumps(content)
 
 
 class StudyNotReady(RuntimeError):
