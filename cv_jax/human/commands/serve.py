@@ -24,7 +24,8 @@ _HOST = flags.DEFINE_string("host", "127.0.0.1", "address to bind (0.0.0.0 expos
 _PORT = flags.DEFINE_integer("port", 8000, "port")
 _TOKEN_FILE = flags.DEFINE_string("admin-token-file", None, "file holding the admin bearer "
                                   "token (default: a random token printed at start)")
-_WORKERS = flags.DEFINE_integer("workers", 1, "server processes (SQLite: 1-2; PostgreSQL: more)")
+_WORKERS = flags.DEFINE_integer("workers", 1, "server processes (SQLite: 1, its writer "
+                                "commits requests in groups; PostgreSQL: more)")
 
 
 @one_line_errors("serve")
