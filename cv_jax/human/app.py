@@ -31,7 +31,6 @@ from fastapi.responses import JSONResponse as _StarletteJSON
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 
 from cv_jax.human import assign, store, study
 from cv_jax.human import stimuli as stim
@@ -174,33 +173,18 @@ def create_app(experiment_dir: str | os.PathLike, db_url: str,
   def task_hashes(task_id: str) -> frozenset[str]:
     return frozenset(stim.task_hashes(exp, exp.tasks[task_id]))
 
-  # SQLite: one writer thread per process commits the write requests in groups (writer.py);
-  # PostgreSQL: one transaction per request in the thread pool (several processes write).
-  writer = (GroupWriter(engine, keeps=lambda e: isinstance(e, study.StudyError) and e.keep)
-            if store.is_sqlite(engine) else None)
+  # One writer thread per process commits the write requests in groups (writer.py): a
+  # savepoint per request, one COMMIT (fsync) per group; a StudyError with `keep` (an expiry
+  # found while refusing) keeps its writes.
+  writer = GroupWriter(engine, keeps=lambda e: isinstance(e, study.StudyError) and e.keep)
   app.state.writer = writer
 
   def write(fn, *args):
-    if writer is not None:
-      return writer.run(lambda conn: fn(conn, exp, cfg, *args, store.now_ms()))
-
-    def once():
-      kept = None
-      with store.write_tx(engine) as conn:
-        try:
-          return fn(conn, exp, cfg, *args, store.now_ms())
-        except study.StudyError as e:
-          if not e.keep:
-            raise
-          kept = e  # commit what was written (an expiry), then refuse
-      raise kept
-    return store.retrying(once)
+    return writer.run(lambda conn: fn(conn, exp, cfg, *args, store.now_ms()))
 
   async def awrite(fn, *args):
-    """`write` from an async endpoint: awaits the writer, or runs in the thread pool."""
-    if writer is not None:
-      return await writer.arun(lambda conn: fn(conn, exp, cfg, *args, store.now_ms()))
-    return await run_in_threadpool(write, fn, *args)
+    """`write` from an async endpoint: awaits the writer without blocking the event loop."""
+    return await writer.arun(lambda conn: fn(conn, exp, cfg, *args, store.now_ms()))
 
   def fail(e: study.StudyError) -> JSONResponse:
     return JSONResponse({"error": e.message, **e.extra}, status_code=e.status, headers=_NO_STORE)

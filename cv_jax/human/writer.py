@@ -1,20 +1,23 @@
-"""Group commit for SQLite: one writer thread per server process runs the write requests.
+"""Group commit: one writer thread per server process runs the write requests in batches.
 
-SQLite takes one writer at a time, and with `synchronous=FULL` every commit waits for an fsync
-(about 0.4 ms on an idle SSD, several ms on a busy disk). One transaction per request therefore
-caps a server at 1/fsync answers per second and makes requests queue behind each other's
-fsyncs. `GroupWriter` instead takes every write request waiting at that moment (up to
-`max_batch`), runs each in its own SAVEPOINT inside one `BEGIN IMMEDIATE` transaction, and
-commits once:
+With SQLite (`synchronous=FULL`) and PostgreSQL (`fsync=on`) every commit waits for an fsync
+(about 0.4 ms on an idle SSD, several ms on a busy disk), and SQLite takes one writer at a time.
+One transaction per request therefore caps a server at about 1/fsync answers per second and
+makes requests queue behind each other's fsyncs. `GroupWriter` instead takes every write
+request waiting at that moment (up to `max_batch`), runs each in its own SAVEPOINT inside one
+transaction (SQLite: `BEGIN IMMEDIATE`), and commits once:
 
-* a request that fails rolls back to its savepoint only (the others keep their writes); one
-  whose exception `keeps(e)` says to keep (an expiry found while refusing) releases it instead;
+* a request that fails rolls back to its savepoint only (the others keep their writes; on
+  PostgreSQL this also clears the error state of the transaction); one whose exception
+  `keeps(e)` says to keep (an expiry found while refusing) releases it instead;
 * every caller gets its result only after the COMMIT returned, so nothing is acknowledged
   that is not durable; if the COMMIT (or BEGIN) fails, every request of the batch gets the
-  error and nothing of the batch is stored (clients retry; answers are idempotent).
+  error and nothing of the batch is stored (callers retry transient errors; answers are
+  idempotent).
 
 The durability and exactly-once rules are those of one transaction per request; only the
-number of fsyncs changes. Imports no JAX.
+number of fsyncs changes. Several server processes (PostgreSQL) each run their own writer.
+Imports no JAX.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class GroupWriter:
   """A writer thread committing batches of write jobs (see the module docstring).
 
   Args:
-    engine: a SQLite engine from `store.make_engine`.
+    engine: an engine from `store.make_engine`.
     keeps: exceptions of a job whose writes are kept (savepoint released) before it is raised
       to the caller; others roll the job's savepoint back.
     max_batch: the most jobs in one transaction.
