@@ -4,7 +4,7 @@ with 50 and 200 concurrent simulated participants, on SQLite and on PostgreSQL, 
     python benchmarks/human_load.py [--out=docs/figures/human_load.json]
         [--modes=closed,paced] [--concurrency=50,200] [--participants=100,200]
         [--backends=sqlite,postgres] [--time_scale=0.25] [--workers=1,2] [--client_procs=4]
-        [--http=light]
+        [--http=light] [--gil_check=1]
 
 Modes:
 * `closed` (the stress figure): every participant sends its next answer as soon as the last
@@ -253,6 +253,9 @@ def main() -> None:
   ap.add_argument("--client_procs", type=int, default=4)
   ap.add_argument("--time_scale", type=float, default=0.25)
   ap.add_argument("--http", choices=("light", "httpx"), default="light")
+  ap.add_argument("--gil_check", type=int, default=1,
+                  help="1: per backend, one more closed run at the first concurrency with every "
+                  "client thread in one process (how much the clients' GIL moves the figures)")
   args = ap.parse_args()
   conc = [int(x) for x in args.concurrency.split(",")]
   parts = [int(x) for x in args.participants.split(",")]
@@ -273,30 +276,34 @@ def main() -> None:
         print("no PostgreSQL: skipped", flush=True)
         continue
       pg.start()
-    for mode in args.modes.split(","):
-      for c, n in zip(conc, parts):
-        k += 1
-        db = (f"sqlite:///{tmp / f'load_{k}.db'}" if backend == "sqlite" else pg.new_database())
-        raw_db = (f"sqlite:///{tmp / f'raw_{k}.db'}" if backend == "sqlite"
-                  else pg.new_database())
-        raw = raw_commits(raw_db)
-        r = run(exp, db, mode, c, n if mode == "closed" else c, workers=workers[backend],
-                client_procs=args.client_procs, time_scale=args.time_scale,
-                http_kind=args.http)
-        r.update(backend=backend, db_commits_per_s=round(raw, 1),
-                 ratio_to_db=round(r["answers_per_s"] / raw, 3), uptime_after=uptime())
-        out["runs"].append(r)
-        print(json.dumps(r), flush=True)
+    plan = [(mode, c, n, args.client_procs) for mode in args.modes.split(",")
+            for c, n in zip(conc, parts)]
+    if args.gil_check and "closed" in args.modes.split(","):
+      plan.append(("closed", conc[0], parts[0], 1))
+    for mode, c, n, client_procs in plan:
+      k += 1
+      db = (f"sqlite:///{tmp / f'load_{k}.db'}" if backend == "sqlite" else pg.new_database())
+      raw_db = (f"sqlite:///{tmp / f'raw_{k}.db'}" if backend == "sqlite"
+                else pg.new_database())
+      raw = raw_commits(raw_db)
+      r = run(exp, db, mode, c, n if mode == "closed" else c, workers=workers[backend],
+              client_procs=client_procs, time_scale=args.time_scale,
+              http_kind=args.http)
+      r.update(backend=backend, db_commits_per_s=round(raw, 1),
+               ratio_to_db=round(r["answers_per_s"] / raw, 3), uptime_after=uptime())
+      out["runs"].append(r)
+      print(json.dumps(r), flush=True)
   if pg is not None:
     pg.stop()
   out["uptime_after"] = uptime()
   path = pathlib.Path(args.out)
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(out, indent=1) + "\n")
-  print(f"{'backend':<9} {'mode':<7} {'conc':>5} {'answers/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'errors':>6} {'cpu ms/req':>10} {'db commits/s':>13} {'ratio':>6}")
+  print(f"{'backend':<9} {'mode':<7} {'conc':>5} {'procs':>5} {'answers/s':>10} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'errors':>6} {'cpu ms/req':>10} {'db commits/s':>13} {'ratio':>6}")
   for r in out["runs"]:
-    print(f"{r['backend']:<9} {r['mode']:<7} {r['concurrency']:>5} {r['answers_per_s']:>10} "
+    print(f"{r['backend']:<9} {r['mode']:<7} {r['concurrency']:>5} {r['client_procs']:>5} "
+          f"{r['answers_per_s']:>10} "
           f"{r['answer_p50_ms']:>8} {r['answer_p99_ms']:>8} {r['errors']:>6} "
           f"{r['server_cpu_ms_per_request']:>10} {r['db_commits_per_s']:>13} "
           f"{r['ratio_to_db']:>6}")
