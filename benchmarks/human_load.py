@@ -5,6 +5,7 @@ with 50 and 200 concurrent simulated participants, on SQLite and on PostgreSQL, 
         [--modes=closed,paced] [--concurrency=50,200] [--participants=100,200]
         [--backends=sqlite,postgres] [--time_scale=0.25] [--workers=1,2] [--client_procs=4]
         [--http=light] [--gil_check=1]
+    python benchmarks/human_load.py --markdown=docs/figures/human_load.json   # the table
 
 Modes:
 * `closed` (the stress figure): every participant sends its next answer as soon as the last
@@ -241,6 +242,28 @@ def run(exp_dir: pathlib.Path, db_url: str, mode: str, concurrency: int, partici
           "errors": errors, "complete": sum(r["status"] == "complete" for r in results)}
 
 
+def markdown(path: str) -> str:
+  """The README/docs table (markdown) of a results JSON written by this benchmark."""
+  d = json.loads(pathlib.Path(path).read_text())
+  names = {"sqlite": "SQLite (WAL, FULL)", "postgres": "PostgreSQL 15"}
+  lines = ["| database | mode | concurrent participants | answers/s | answer p50 | answer p99 | "
+           "errors | server CPU per request | durable commits/s of the database alone (peer) "
+           "| ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
+  for r in d["runs"]:
+    mode = ("closed loop, no think time" if r["mode"] == "closed"
+            else f"paced, reaction times x {r['time_scale']}")
+    if r["client_procs"] == 1:
+      mode += ", all clients in one process"
+    who = (f"{r['concurrency']} ({r['participants']} sessions)" if r["mode"] == "closed"
+           else str(r["concurrency"]))
+    lines.append(f"| {names.get(r['backend'], r['backend'])} | {mode} | {who} | "
+                 f"{r['answers_per_s']} | {r['answer_p50_ms']:.0f} ms | "
+                 f"{r['answer_p99_ms']:.0f} ms | {r['errors']} | "
+                 f"{r['server_cpu_ms_per_request']} ms | {r['db_commits_per_s']} | "
+                 f"{r['ratio_to_db'] if r['mode'] == 'closed' else '—'} |")
+  return "\n".join(lines)
+
+
 def main() -> None:
   """Run the benchmark and write the JSON and a table."""
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -253,10 +276,15 @@ def main() -> None:
   ap.add_argument("--client_procs", type=int, default=4)
   ap.add_argument("--time_scale", type=float, default=0.25)
   ap.add_argument("--http", choices=("light", "httpx"), default="light")
+  ap.add_argument("--markdown", default=None,
+                  help="print the markdown table of this results JSON and exit")
   ap.add_argument("--gil_check", type=int, default=1,
                   help="1: per backend, one more closed run at the first concurrency with every "
                   "client thread in one process (how much the clients' GIL moves the figures)")
   args = ap.parse_args()
+  if args.markdown:
+    print(markdown(args.markdown))
+    return
   conc = [int(x) for x in args.concurrency.split(",")]
   parts = [int(x) for x in args.participants.split(",")]
   backends = args.backends.split(",")
