@@ -134,6 +134,13 @@ def max_pool(x: jax.Array, kernel: int, stride: int, padding: Padding) -> jax.Ar
 
 
 def _max_pool_plain(x, kernel, stride, pads):
+  if stride == 1:  # the k*k shifted views' maximum: one fused pass, ~4x XLA CPU's reduce-window
+    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=-jnp.inf)
+    n, hp, wp, c = xp.shape
+    ho, wo = hp - kernel + 1, wp - kernel + 1
+    views = [lax.slice(xp, (0, dy, dx, 0), (n, dy + ho, dx + wo, c))
+             for dy in range(kernel) for dx in range(kernel)]
+    return functools.reduce(jnp.maximum, views)
   return lax.reduce_window(x, -jnp.inf, lax.max, (1, kernel, kernel, 1),
                            (1, stride, stride, 1), ((0, 0), pads[0], pads[1], (0, 0)))
 
@@ -165,12 +172,12 @@ def _max_pool_bwd(kernel, stride, pads, res, g):
   s, k = stride, kernel
   xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-jnp.inf)
   ho, wo = y.shape[1:3]
-  first = jnp.full(y.shape, k * k, jnp.int32)
+  first = jnp.full(y.shape, k * k, jnp.int8)
   for d in reversed(range(k * k)):
     dy, dx = divmod(d, k)
     view = lax.slice(xp, (0, dy, dx, 0), (n, dy + s * (ho - 1) + 1, dx + s * (wo - 1) + 1, c),
                      (1, s, s, 1))
-    first = jnp.where(view == y, d, first)
+    first = jnp.where(view == y, jnp.int8(d), first)
   return (_route_shifted(first, g, x.shape, k, s, pads),)
 
 
@@ -184,7 +191,7 @@ def _route_shifted(first, g, x_shape, k, s, pads):
   lh, lw = max(0, k - 1 - pt), max(0, k - 1 - pl)
   hh, hw = max(0, h + pt - s * (ho - 1) - 1), max(0, w + pl - s * (wo - 1) - 1)
   spread = ((0, 0, 0), (lh, hh, s - 1), (lw, hw, s - 1), (0, 0, 0))
-  fs = lax.pad(first, jnp.int32(-1), spread)
+  fs = lax.pad(first, jnp.asarray(-1, first.dtype), spread)
   gs = lax.pad(g, jnp.zeros((), g.dtype), spread)
   out = None
   for d in range(k * k):
@@ -224,8 +231,10 @@ def lrn(x: jax.Array, size: int, alpha: float, beta: float, bias: float) -> jax.
   PyTorch's and Caffe's alpha divided by their `size`.
 
   The gradient is the closed form (`_lrn_bwd`): one more channel-window sum, reusing the
-  forward pass's power (autodiff recomputes it). `pow` is kept (an rsqrt form moved the BVLC
-  input gradient 2e-5 away from PyTorch's, over the equivalence tests' 1e-5).
+  forward pass's power (autodiff recomputes it). The power is exp(-beta log d): within float32
+  round-off of `pow` (max relative error against float64 3.6e-8 vs 3.1e-8 on BVLC's range),
+  and about 5x faster on XLA CPU, whose `pow` is not vectorised. (An rsqrt form, error 1.6e-7,
+  moved the BVLC input gradient 2e-5 away from PyTorch's, over the equivalence tests' 1e-5.)
   """
   return _lrn(x, int(size), float(alpha), float(beta), float(bias))
 
@@ -238,7 +247,7 @@ def _window_sum(v: jax.Array, size: int, low: int) -> jax.Array:
 
 def _lrn_parts(x, size, alpha, beta, bias):
   d = bias + alpha * _window_sum(x * x, size, size // 2)
-  p = d ** (-beta)
+  p = jnp.exp(-beta * jnp.log(d))  # d ** -beta: XLA CPU's pow is ~5x slower, same accuracy
   return x * p, d, p
 
 
