@@ -65,3 +65,36 @@ def conv_flops(model, size: int, upto: str | None = None) -> float:
     cin, cout = shapes["softmax2"]["kernel"]
     macs += cin * cout
   return 2.0 * macs
+
+
+def channels_last(obj):
+  """`obj` in PyTorch's channels-last memory format: a 4-D tensor, or a (nested) dict of tensors
+  (only the 4-D ones change), or an `nn.Module` (its parameters and buffers)."""
+  import torch
+  if isinstance(obj, torch.nn.Module):
+    return obj.to(memory_format=torch.channels_last)
+  if isinstance(obj, dict):
+    return {k: channels_last(v) for k, v in obj.items()}
+  if isinstance(obj, torch.Tensor) and obj.dim() == 4:
+    return obj.contiguous(memory_format=torch.channels_last)
+  return obj
+
+
+def faster_torch_layout(make, reps: int = 2):
+  """The stronger of a PyTorch peer's two memory formats, measured here.
+
+  `make(channels_last: bool)` returns a zero-argument callable (one timed unit of the peer).
+  Each layout runs once to warm up and then `reps` times, alternating; returns
+  (callable, "channels-last" or "NCHW") of the one with the smaller median time.
+  """
+  runs = {False: make(False), True: make(True)}
+  for fn in runs.values():
+    fn()
+  times = {False: [], True: []}
+  for _ in range(reps):
+    for cl, fn in runs.items():
+      t = time.perf_counter()
+      fn()
+      times[cl].append(time.perf_counter() - t)
+  best = min(times, key=lambda cl: float(np.median(times[cl])))
+  return runs[best], ("channels-last" if best else "NCHW")

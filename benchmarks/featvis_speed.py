@@ -3,7 +3,8 @@
 Workload (both sides): the paper's step for one unit: batch 9, 224 px images on a 256 px FFT +
 decorrelated canvas, Lucid transforms (jitter 16, random scale, rotate, jitter 8), BVLC
 GoogLeNet, objective = mean channel activation of mixed4a_pre_relu - 100 * diversity(mixed4a
-pre-ReLU), Adam 0.05. The PyTorch loop does what Lucent does: the whole network forward every
+pre-ReLU), Adam 0.05. The PyTorch loop (timed in NCHW and in channels-last; the faster is the
+peer) does what Lucent does: the whole network forward every
 step (to the softmax), then backward. cv_jax runs the steps inside one compiled loop and stops
 the forward at mixed4a. (The torch side uses F.interpolate / grid_sample for scale and rotate:
 same cost class, not bit-identical; it is a timing reference only.)
@@ -36,13 +37,17 @@ SHARED = pathlib.Path(os.environ.get("CV_JAX_SHARED", ROOT.parent / "shared"))
 
 # --- PyTorch reference loop -------------------------------------------------------------------
 
-def torch_googlenet(model):
-  """BVLC GoogLeNet in plain PyTorch from the same weights (NCHW, Caffe conventions)."""
+def torch_googlenet(model, channels_last: bool = False):
+  """BVLC GoogLeNet in plain PyTorch from the same weights (NCHW, Caffe conventions); with
+  `channels_last` the weights and the input use PyTorch's channels-last memory format."""
   import torch
   import torch.nn.functional as F
   P = {k: {"w": torch.from_numpy(np.asarray(v["kernel"]).transpose(3, 2, 0, 1).copy())
            if np.asarray(v["kernel"]).ndim == 4 else torch.from_numpy(np.array(v["kernel"])),
            "b": torch.from_numpy(np.array(v["bias"]))} for k, v in model.params().items()}
+  if channels_last:
+    from benchmarks.common import channels_last as to_cl
+    P = to_cl(P)
   blocks = list(model.spec.blocks)
   mean = torch.tensor([104.0, 117.0, 123.0]).view(1, 3, 1, 1)
 
@@ -57,6 +62,8 @@ def torch_googlenet(model):
     return F.local_response_norm(x, 5, 1e-4, 0.75, 1.0)
 
   def forward(img, keep):
+    if channels_last:
+      img = img.contiguous(memory_format=torch.channels_last)
     x = img * 255.0
     x = x.flip(1) - mean
     x = pool(F.relu(conv("conv2d0", x, 2, 3)), 2)
@@ -81,11 +88,12 @@ def torch_googlenet(model):
   return forward
 
 
-def torch_loop(model, steps, batch, size=224, pad=16, channel=490):
+def torch_loop(model, steps, batch, size=224, pad=16, channel=490, channels_last=False):
+  """Steps per second of the PyTorch loop (after one warm-up step)."""
   import torch
   import torch.nn.functional as F
   torch.manual_seed(0)
-  forward = torch_googlenet(model)
+  forward = torch_googlenet(model, channels_last)
   h = w = size + 2 * pad
   freqs = np.sqrt(np.fft.fftfreq(w)[: w // 2 + 1][None] ** 2 + np.fft.fftfreq(h)[:, None] ** 2)
   scale = torch.from_numpy((1 / np.maximum(freqs, 1 / max(h, w))).astype(np.float32))
@@ -191,9 +199,15 @@ def run(quick: bool = False) -> list[dict]:
   cfg = featvis.get_config("zimmermann2021")
   steps = 1 if quick else 3
   jr, jfirst = jax_steps_per_s(model, ["mixed4a/pool:42"], cfg, steps)
-  tr = torch_loop(model, steps, cfg.batch, cfg.size)
-  peer = (f"PyTorch {torch.__version__} loop, {torch.get_num_threads()} threads: same FFT/colour "
-          "parameterisation, crop/interpolate/grid_sample transforms, full forward, autograd, Adam")
+  # The stronger of the two PyTorch memory formats, each timed here (NCHW, then channels-last).
+  by_layout = {name: torch_loop(model, steps, cfg.batch, cfg.size, channels_last=cl)
+               for name, cl in (("NCHW", False), ("channels-last", True))}
+  layout = max(by_layout, key=by_layout.get)
+  tr = by_layout[layout]
+  peer = (f"PyTorch {torch.__version__} loop, {torch.get_num_threads()} threads, {layout} (the "
+          f"faster here: " + ", ".join(f"{k} {v:.3f}" for k, v in by_layout.items()) +
+          " steps/s): same FFT/colour parameterisation, crop/interpolate/grid_sample transforms, "
+          "full forward, autograd, Adam")
   rows = [dict(path="feature-visualisation step, batch 9, 256 px canvas", unit="steps/s",
                command="benchmarks/featvis_speed.py", cv_jax=jr, peer=tr, peer_what=peer, goal=2.0,
                notes=f"compile + first step {jfirst:.0f} s (5 scale branches)")]
@@ -237,8 +251,10 @@ def main():
   rows = [("cv_jax (one compiled loop, forward to mixed4a)", jr, jfirst)]
   print(f"cv_jax: {jr:.3f} steps/s, compile + first step {jfirst:.1f}s", flush=True)
   if not args.skip_torch:
-    tr = torch_loop(model, args.steps, args.batch, args.size)
-    rows.append(("PyTorch loop (full forward each step)", tr, float("nan")))
+    for name, cl in (("NCHW", False), ("channels-last", True)):
+      r = torch_loop(model, args.steps, args.batch, args.size, channels_last=cl)
+      rows.append((f"PyTorch loop, {name} (full forward each step)", r, float("nan")))
+    tr = max(r for _, r, _ in rows[1:])
   print("\n| implementation | steps/s | compile + first step (s) |\n|---|---|---|")
   for name, r, f in rows:
     print(f"| {name} | {r:.3f} | {f:.1f} |")

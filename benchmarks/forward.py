@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python benchmarks/forward.py [--model=googlenet_bvlc] [--batch=32] [--iters=5]
 
-Both run on the CPU in float32 with the same number of threads. The PyTorch side is
+Both run on the CPU in float32 with the same number of threads; the PyTorch side runs in the faster
+of its two memory formats (NCHW or channels-last, measured in the same run). The PyTorch side is
 `cv_jax.testing.torch_reference.CaffeGoogLeNet` (BVLC weights from the Caffe npz) or
 `LucentInceptionV1` (`--model=inceptionv1`, random weights), under `torch.inference_mode` for the
 forward pass. "fwd+bwd" is the input gradient of a channel mean at `--grad_layer` (what feature
@@ -12,6 +13,7 @@ convolution and dense layer (pools, LRN, ReLU and softmax are not counted).
 
 from __future__ import annotations
 
+import copy
 import os
 import pathlib
 import sys
@@ -87,15 +89,28 @@ def compare(model_name: str = "googlenet_bvlc", weights: str = WEIGHTS.default, 
 
   grad = jax.jit(jax.grad(loss, argnums=1))
 
-  def torch_fwd():
-    with torch.inference_mode():
-      return ref(xt, ("softmax2",))["softmax2"]
+  from benchmarks.common import channels_last, faster_torch_layout
+  ref_cl, xt_cl = channels_last(copy.deepcopy(ref)), channels_last(xt)
 
-  def torch_grad():
-    v = xt.clone().requires_grad_(True)
-    out = ref(v, (layer,))[layer]
-    (g,) = torch.autograd.grad(-out[:, c].mean(), v)
-    return g
+  def make_fwd(cl):
+    m, v = (ref_cl, xt_cl) if cl else (ref, xt)
+
+    def torch_fwd():
+      with torch.inference_mode():
+        return m(v, ("softmax2",))["softmax2"]
+    return torch_fwd
+
+  def make_grad(cl):
+    m, v0 = (ref_cl, xt_cl) if cl else (ref, xt)
+
+    def torch_grad():
+      v = v0.clone().requires_grad_(True)
+      out = m(v, (layer,))[layer]
+      (g,) = torch.autograd.grad(-out[:, c].mean(), v)
+      return g
+    return torch_grad
+
+  torch_fwd, torch_grad = make_fwd(False), make_grad(False)
 
   # Same results before timing anything (the first jax calls include compilation).
   t0 = time.perf_counter()
@@ -111,6 +126,9 @@ def compare(model_name: str = "googlenet_bvlc", weights: str = WEIGHTS.default, 
     raise SystemExit(f"objective {layer}:{c} has zero gradient on these inputs; pick another --channel")
   assert rel < 1e-3, rel  # float32 round-off; ReLU sign flips of near-zero units at batch 32
 
+  # The stronger memory format for each PyTorch peer (channels-last is faster on many CPUs).
+  torch_fwd, fwd_layout = faster_torch_layout(make_fwd)
+  torch_grad, grad_layout = faster_torch_layout(make_grad)
   rows = []
   from benchmarks.common import conv_flops
   f_fwd = conv_flops(model, s)
@@ -134,17 +152,20 @@ def compare(model_name: str = "googlenet_bvlc", weights: str = WEIGHTS.default, 
     rows.append((what, first, float(np.median(jt)), float(np.median(tt)), fl))
   info = dict(model=model.name, batch=b, size=s, threads=threads, torch=torch.__version__,
               jax=jax.__version__, device=jax.devices()[0].device_kind, grad_rel_diff=float(rel),
-              layer=layer, channel=c)
+              layer=layer, channel=c, torch_layout_forward=fwd_layout,
+              torch_layout_grad=grad_layout)
   return rows, info
 
 
 def run(quick: bool = False) -> list[dict]:
   """Rows for `benchmarks/run_all.py`: forward (goal 2x) and forward + input gradient (1.5x)."""
   rows, info = compare(batch=8 if quick else 32, warmup=2, iters=2 if quick else 5)
-  peer = (f"PyTorch {info['torch']} port (cv_jax.testing.torch_reference), {info['threads']} "
-          "threads, inference_mode for the forward, autograd for the gradient")
   out = []
-  for (what, first, j_t, t_t, fl), goal in zip(rows, (2.0, 1.5)):
+  for (what, first, j_t, t_t, fl), goal, layout in zip(
+      rows, (2.0, 1.5), (info["torch_layout_forward"], info["torch_layout_grad"])):
+    peer = (f"PyTorch {info['torch']} port (cv_jax.testing.torch_reference), {info['threads']} "
+            f"threads, {layout} (the faster of NCHW and channels-last here), inference_mode for "
+            "the forward, autograd for the gradient")
     name = "forward, batch %d, 224 px" % info["batch"] if what == "forward" else (
         f"forward + input gradient to {info['layer']}, batch {info['batch']}")
     out.append(dict(path=name, command="benchmarks/forward.py", unit="img/s",
@@ -162,7 +183,8 @@ def main(argv):
   print(f"\nmodel {info['model']}, batch {b}, {info['size']}x{info['size']}, float32, "
         f"{info['device']}, {os.cpu_count()} cores, torch threads {info['threads']}, "
         f"torch {info['torch']}, jax {info['jax']}")
-  print(f"grad rel. diff jax vs torch {info['grad_rel_diff']:.1e}")
+  print(f"grad rel. diff jax vs torch {info['grad_rel_diff']:.1e}; torch layout: forward "
+        f"{info['torch_layout_forward']}, gradient {info['torch_layout_grad']}")
   print("| pass | jax 1st call s (incl. compile) | jax img/s | torch img/s | jax/torch | jax GFLOP/s | torch GFLOP/s |")
   print("|---|---|---|---|---|---|---|")
   for what, j_first, j_t, t_t, fl in rows:

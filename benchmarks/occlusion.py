@@ -22,6 +22,7 @@ import numpy as np
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks.common
 
 flags.DEFINE_integer("positions", 192, "Positions timed per method (then extrapolated).")
 flags.DEFINE_list("layers", ["mixed4a"], "Blocks to time cv_jax at (mixed3a..mixed5b); the "
@@ -98,18 +99,25 @@ def run(quick: bool = False) -> list[dict]:
   jax.block_until_ready(prog(params, ij, ij, colours, rows, cols)[0])
   compile_s = time.perf_counter() - t0
   torch.set_num_threads(os.cpu_count())
-  trunk = GoogLeNetTrunk(weights, block[len("mixed"):]).eval()
   x = torch.from_numpy(img.transpose(2, 0, 1)[None].copy())
   unit = models.Unit.parse(f"{block}/3x3:10", model).channel
-  occ = Occlusion(lambda inp: trunk(inp)[:, unit])
   ncol = max(2, min(68, round(npos / 68)))
   cstride = min(size, (224 - size) // (ncol - 1))
   npc = len(range(0, 224 - size + 1, cstride)) * 68
 
-  def captum_run():
-    with torch.no_grad():
-      occ.attribute(x, sliding_window_shapes=(3, size, size), strides=(3, stride, cstride),
-                    baselines=0.5, perturbations_per_eval=32, show_progress=False)
+  def make_captum_run(cl):
+    trunk = GoogLeNetTrunk(weights, block[len("mixed"):]).eval()
+    trunk = trunk.channels_last() if cl else trunk
+    occ = Occlusion(lambda inp: trunk(inp)[:, unit])
+
+    def captum_run():
+      with torch.no_grad():
+        occ.attribute(x, sliding_window_shapes=(3, size, size), strides=(3, stride, cstride),
+                      baselines=0.5, perturbations_per_eval=32, show_progress=False)
+    return captum_run
+
+  from benchmarks.common import faster_torch_layout
+  captum_run, layout = faster_torch_layout(make_captum_run, reps=1)
 
   jt, ct = [], []
   for _ in range(1 if quick else 2):
@@ -122,7 +130,8 @@ def run(quick: bool = False) -> list[dict]:
   import captum
   return [dict(path="occlusion, mixed4a, 90 px occluder, stride 2", unit="positions/s",
                command="benchmarks/occlusion.py", cv_jax=n / min(jt), peer=npc / min(ct), goal=6.0,
-               peer_what=f"Captum {captum.__version__} Occlusion, PyTorch trunk, no_grad, "
+               peer_what=f"Captum {captum.__version__} Occlusion, PyTorch trunk ({layout} weights, "
+                         f"the faster of NCHW and channels-last here), no_grad, "
                          f"{torch.get_num_threads()} threads, 32 perturbations per eval",
                notes=f"cv_jax incremental, chunk {chunk}, compile {compile_s:.0f} s; {n} vs "
                      f"{npc} positions timed")]

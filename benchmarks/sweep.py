@@ -45,12 +45,17 @@ CAFFE_BLOCKS = {"3a": "mixed3a", "3b": "mixed3b", "4a": "mixed4a", "4b": "mixed4
 
 # ----------------------------------------------------------------------------- PyTorch peer
 
-def torch_googlenet(npz_path: str):
-  """BVLC GoogLeNet in plain torch from the Caffe blobs; returns fn(x NCHW RGB [0,1]) -> means."""
+def torch_googlenet(npz_path: str, channels_last: bool = False):
+  """BVLC GoogLeNet in plain torch from the Caffe blobs; returns fn(x NCHW RGB [0,1]) -> means.
+  With `channels_last` the weights use PyTorch's channels-last memory format (pass the input
+  in that format too)."""
   import torch
   import torch.nn.functional as F
   z = np.load(npz_path)
   w = {k: torch.from_numpy(np.ascontiguousarray(z[k])) for k in z.files}
+  if channels_last:
+    from benchmarks.common import channels_last as to_cl
+    w = to_cl(w)
   mean_bgr = torch.tensor([104.0, 117.0, 123.0]).view(1, 3, 1, 1)
 
   def conv(x, name, pad=0, stride=1):
@@ -156,23 +161,28 @@ def run(quick: bool = False) -> list[dict]:
                    bot_idx=np.full((c, k), _NO_ID, np.int32)) for l, c in chans.items()}
   params = model.params()
   ids, valid = np.arange(bs, dtype=np.int32), np.ones(bs, bool)
-  tfwd = torch_googlenet(weights)
-  xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
-  tables = _TorchTables(k)
+  from benchmarks.common import channels_last, faster_torch_layout
+
+  def make_torch_side(cl):
+    tfwd = torch_googlenet(weights, channels_last=cl)
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    xt = channels_last(xt) if cl else xt
+    tables = _TorchTables(k)
+
+    def torch_side():
+      with torch.inference_mode():
+        tables.update(tfwd(xt), torch.arange(bs).view(1, -1))
+    return torch_side
 
   def jax_side():
     nonlocal state
     state, _ = step(params, state, x, ids, valid)
     jax.block_until_ready(state)
 
-  def torch_side():
-    with torch.inference_mode():
-      tables.update(tfwd(xt), torch.arange(bs).view(1, -1))
-
   t0 = time.perf_counter()
   jax_side()
   compile_s = time.perf_counter() - t0
-  torch_side()
+  torch_side, layout = faster_torch_layout(make_torch_side)
   jt, tt = [], []
   for _ in range(2 if quick else 5):
     jt.append(_time(jax_side))
@@ -181,6 +191,7 @@ def run(quick: bool = False) -> list[dict]:
                command="benchmarks/sweep.py", cv_jax=bs / float(np.median(jt)),
                peer=bs / float(np.median(tt)), goal=1.5,
                peer_what=f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, "
+                         f"{layout} (the faster of NCHW and channels-last here), "
                          "inference_mode, torch.topk merges",
                notes=f"cv_jax micro-batch {micro}; compile {compile_s:.0f} s")]
 

@@ -30,6 +30,13 @@ class GoogLeNetTrunk(torch.nn.Module):
       self.w.setdefault(name, {})[kind] = torch.from_numpy(np.asarray(z[key], np.float32))
     self.register_buffer("mean", torch.tensor([104.0, 117.0, 123.0]).view(1, 3, 1, 1))
 
+  def channels_last(self) -> "GoogLeNetTrunk":
+    """Keep the convolution weights in PyTorch's channels-last memory format (in place)."""
+    for p in self.w.values():
+      if p["weights"].dim() == 4:
+        p["weights"] = p["weights"].contiguous(memory_format=torch.channels_last)
+    return self
+
   def conv(self, name, x, pad=0, stride=1):
     p = self.w[name]
     return F.conv2d(x, p["weights"], p["bias"], stride=stride, padding=pad)

@@ -48,8 +48,9 @@ def run(argv: list[str] | None = None) -> None:
     sys.exit(0 if len(argv) >= 2 else 2)
   cmd = argv[1]
   if cmd not in COMMANDS:
-    print(f"cv-jax: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr)
-    sys.exit(2)
+    print(f"cv-jax: error: unknown command {cmd!r}; commands: {', '.join(COMMANDS)} "
+          "(`cv-jax --help` says what each does)", file=sys.stderr)
+    sys.exit(1)
   module, func, _ = COMMANDS[cmd]
   main = getattr(importlib.import_module(module), func)
   if isinstance(main, dict):  # a table of subcommands: `cv-jax CMD SUB [--flags]`

@@ -114,11 +114,37 @@ def guard(command: str, main: Callable[[list[str]], object]) -> Callable[[list[s
   return guarded
 
 
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
+
+
+def command_help(command: str, main: Callable[[list[str]], object]) -> str:
+  """`cv-jax <command> --help`: the command's module docstring and the flags the command defines.
+
+  absl's own `--help` lists the flags of the `__main__` module, which under the `cv-jax` entry
+  point is the dispatcher, so it would list none of the command's flags.
+  """
+  doc = (getattr(sys.modules.get(main.__module__), "__doc__", None) or "").strip()
+  by_module = flags.FLAGS.flags_by_module_dict()
+  sections = [flags.FLAGS.module_help(m) for m in sorted(by_module)
+              if m.split(".", 1)[0] == "cv_jax" and by_module[m]]
+  parts = [f"usage: cv-jax {command} [--flags] [ARGS]"]
+  if doc:
+    parts.append(doc)
+  parts.append("flags:\n" + "\n".join(sec.split("\n", 1)[1] for sec in sections if "\n" in sec)
+               if sections else "flags: none of its own")
+  parts.append("--helpfull also lists absl's own flags (--verbosity=1 shows tracebacks).")
+  return "\n\n".join(parts)
+
+
 def run(command: str, main: Callable[[list[str]], object],
         argv: Sequence[str] | None = None) -> None:
   """Parse the flags in `argv` (default `sys.argv[1:]`) and run the absl `main` as `cv-jax
-  <command>`. Logging is quiet (warnings and errors) unless `--verbosity` is given."""
+  <command>`. Logging is quiet (warnings and errors) unless `--verbosity` is given.
+  `--help` prints `command_help` and exits with status 0."""
   args = list(sys.argv[1:] if argv is None else argv)
+  if any(a in HELP_FLAGS for a in args):
+    print(command_help(command, main), flush=True)
+    sys.exit(0)
 
   def parse(full_argv: list[str]) -> list[str]:
     try:
@@ -140,10 +166,33 @@ def default_config(job: str, preset: str) -> str:
 def define_config_flag(job: str, preset: str, name: str = "config"):
   """Define `--<name>` (an ml_collections config file flag) defaulting to `job`'s `preset`."""
   from ml_collections import config_flags
-  return config_flags.DEFINE_config_file(
-      name, default_config(job, preset),
-      f"{job} settings: a config file and preset, e.g. configs/{job}.py:{preset} (default: the "
-      f"installed package's {job} presets, '{preset}'); override fields with --{name}.FIELD=VALUE")
+  try:
+    return config_flags.DEFINE_config_file(
+        name, default_config(job, preset),
+        f"{job} settings: a config file and preset, e.g. configs/{job}.py:{preset} (default: the "
+        f"installed package's {job} presets, '{preset}'); override fields with "
+        f"--{name}.FIELD=VALUE")
+  except (AttributeError, KeyError) as e:
+    # ml_collections checks the --config.FIELD overrides in sys.argv against the config while
+    # the flag is defined (at import): an unknown field fails here, before any flag parsing.
+    if debug() or _verbose(sys.argv):
+      raise
+    fail(job, _unknown_field(name, e, sys.argv))
+
+
+def _unknown_field(name: str, error: BaseException, argv: Sequence[str]) -> str:
+  """One line for a `--<name>.FIELD=VALUE` override naming a field the config lacks."""
+  text = str(error)
+  overrides = [a[2:].split("=", 1)[0] for a in argv if a.startswith(f"--{name}.")]
+  # The override (and its component) that the error message names.
+  flag, key = next(((o, c) for o in overrides for c in reversed(o.split(".")[1:])
+                    if re.search(rf"\b{re.escape(c)}\b", text)), (None, None))
+  if flag is None:
+    return f"an override --{name}.FIELD names a field the config lacks ({one_line(error)})"
+  guess = re.search(r'Did you mean \\*"(\w+)\\*"', text)
+  hint = f"; did you mean {guess.group(1)!r}?" if guess else ""
+  return (f"--{flag}: the config has no field {key!r}{hint} (`--{name}.FIELD=VALUE` only "
+          f"overrides fields the config has; the preset files in configs/ list them)")
 
 
 def config_value(holder, name: str = "config"):
@@ -165,6 +214,14 @@ def check_files(paths: Sequence[str], what: str = "image") -> None:
   if missing:
     more = f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""
     raise UsageError(f"{what} not found: {missing[0]}{more}")
+
+
+def check_model(name: str) -> None:
+  """UsageError for a model name `cv_jax.models` lacks: checked before any image or weights
+  download starts, so a typo does not cost a 110 MB download first."""
+  from cv_jax import models
+  if name not in models.available():
+    raise UsageError(f"unknown model {name!r}; available: {', '.join(models.available())}")
 
 
 def load_model(name: str, weights: str | None = None, *, random_init: int | None = None,

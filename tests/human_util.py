@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 import httpx
 
@@ -130,6 +131,30 @@ def answer_side(doc: dict, db_file: str, session_id: int, phase: str, attempt: i
 
 def chromium_path() -> str | None:
   return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium_browser() -> Iterator:
+  """Body of a module `browser` fixture: one headless Chromium (Debian's, driven by playwright)
+  for the module, closed afterwards; skips when no chromium is installed."""
+  import pytest
+  from playwright.sync_api import sync_playwright
+  path = chromium_path()
+  if path is None:
+    pytest.skip("no chromium installed (Debian package `chromium`)")
+  with sync_playwright() as p:
+    b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+    yield b
+    b.close()
+
+
+def served_study(root: pathlib.Path, exp: pathlib.Path, db: str) -> Iterator[dict]:
+  """Body of a module study fixture: `cv-jax human serve` of the initialised experiment `exp`
+  with database `db`; yields {"exp", "db", "server", "root", "doc" (experiment.json)} and stops
+  the server afterwards."""
+  server = Server(exp, db).start()
+  yield {"exp": exp, "db": db, "server": server, "root": root,
+         "doc": json.loads((exp / "experiment.json").read_text())}
+  server.stop()
 
 
 PG_BIN = pathlib.Path("/usr/lib/postgresql/15/bin")

@@ -239,3 +239,58 @@ def test_experiment_cli_offline_one_line(env, tmp_path):
   assert len(lines) == 1 and lines[0].startswith("cv-jax experiment: error: "), r.stderr
   assert "bvlc_googlenet.caffemodel" in lines[0] and "imagenet_samples" in lines[0]
   assert not (tmp_path / "run").exists()
+
+
+def test_offline_stops_after_the_first_unreachable_file(env, monkeypatch):
+  """An unreachable host is tried once, not once per file (1000 photos took ~50 s to fail)."""
+  from cv_jax.assets import resolve
+  calls = []
+  real_fetch = resolve.fetch
+  monkeypatch.setattr(resolve, "fetch", lambda *a, **k: calls.append(a[0]) or real_fetch(*a, **k))
+  monkeypatch.setattr(resolve, "WORKERS", 1)
+  monkeypatch.setenv("CV_JAX_MIRROR", "http://127.0.0.1:9")  # discard port: refused
+  with pytest.raises(assets.AssetError, match="Connection refused"):
+    assets.locate("imagenet_samples", progress=False)
+  assert len(calls) == 1
+
+
+def test_missing_file_on_mirror_does_not_stop_the_others(env, mirror, monkeypatch):
+  """A 404 is about one file: the rest still arrive and stay cached."""
+  files = catalog._files("imagenet_samples")
+  gone = RemoteFile(url=files[0].url, size=files[0].size, digest=files[0].digest,
+                    mirror_path="imagenet_samples/not_on_the_mirror.JPEG")
+  records = {"imagenet_samples": (gone,) + files[1:]}
+  monkeypatch.setattr(catalog, "_files", lambda name: records[name])
+  with pytest.raises(assets.AssetError, match="HTTPError: Not Found"):
+    assets.locate("imagenet_samples", progress=False)
+  assert len(mirror.requests) == N_IMAGES
+  assert sorted(p.name for p in (env / "imagenet_samples").iterdir()) == \
+      sorted(r.mirror_path.rsplit("/", 1)[1] for r in files[1:])
+
+
+def test_hand_filled_cache(env, served, bvlc_npz, monkeypatch):
+  """A user without internet fills $CV_JAX_HOME by hand: the blob .npz is taken as it is; photos
+  of the recorded names but other sizes (a resized copy) are not, and the line says how to use
+  them; nothing the user put there is touched."""
+  monkeypatch.setenv("CV_JAX_MIRROR", "http://127.0.0.1:9")  # offline
+  (env / "googlenet_bvlc").mkdir(parents=True)
+  shutil.copy(bvlc_npz, env / "googlenet_bvlc" / "bvlc_googlenet_blobs.npz")
+  assert assets.locate("googlenet_bvlc") == env / "googlenet_bvlc" / "bvlc_googlenet_blobs.npz"
+  photos = env / "imagenet_samples"
+  photos.mkdir()
+  for p in (served / "imagenet_samples").iterdir():
+    (photos / p.name).write_bytes(p.read_bytes() + b"\0")  # same name, another size
+  before = {p.name: p.read_bytes() for p in photos.iterdir()}
+  with pytest.raises(assets.AssetError) as e:
+    assets.ensure(["googlenet_bvlc", "imagenet_samples"], progress=False)
+  msg = str(e.value)
+  assert "\n" not in msg and "BVLC" not in msg
+  assert f"{N_IMAGES} file(s) of these names in {photos} have other sizes" in msg
+  assert f"pass folder:{photos} explicitly" in msg
+  assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+  # A wrong-size .caffemodel in the cache (and no .npz) is named the same way.
+  (env / "googlenet_bvlc" / "bvlc_googlenet_blobs.npz").unlink()
+  (env / "googlenet_bvlc" / "bvlc_googlenet.caffemodel").write_bytes(b"not the model")
+  with pytest.raises(assets.AssetError, match="bvlc_googlenet.caffemodel has another size, so it "
+                     "is not the recorded file"):
+    assets.locate("googlenet_bvlc", progress=False)

@@ -54,4 +54,6 @@ def test_bad_input_one_line_error(args, message, bvlc_npz, sample_images):
 
 def test_unknown_command():
   r = cv_jax("frobnicate")
-  assert r.returncode == 2 and "unknown command" in r.stderr
+  err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+  assert r.returncode == 1 and len(err) == 1, r.stderr
+  assert err[0].startswith("cv-jax: error: unknown command 'frobnicate'; commands: classify,")

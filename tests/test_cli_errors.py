@@ -35,6 +35,8 @@ def inputs(tmp_path_factory):
   (d / "corrupt.pth").write_bytes(b"\x80\x02 not a pickle")
   (d / "empty").mkdir()
   (d / "home").mkdir()
+  (d / "exp").mkdir()
+  (d / "exp" / "experiment.json").write_text('{"tasks": [], "trials": []}')
   return d
 
 
@@ -77,6 +79,11 @@ CASES = [
       "--config.layers=mixed9z_pre_relu"], "unknown layer 'mixed9z_pre_relu'"),
     (["sweep", "--config.k=abc"], "--config.k=abc"),
     (["sweep", "--config.model=resnet50", "--config.random_init=0"], "unknown model"),
+    # Before the demo's images are looked up (here, without ../shared: downloaded).
+    (["sweep", "--config.model=resnet50", "--config.random_init=0"], "unknown model",
+     {"CV_JAX_SHARED": ""}),
+    (["experiment", "--config.model.name=resnet50"], "unknown model 'resnet50'",
+     {"CV_JAX_SHARED": ""}),
     (["occlusion", W, "--image=" + IMG, "--units=mixed4a/3x3:999"], "out of range"),
     (["occlusion", "--image=/no/such.jpg", "--units=mixed4a_pre_relu:1"], "image not found"),
     (["occlusion", W, "--image=" + IMG, "--units=mixed4a_pre_relu:1", "--fill=purple"],
@@ -93,14 +100,27 @@ CASES = [
     (["spectrum", "--source=/no/such/folder"], "/no/such/folder"),
     (["mis", "--no_such_flag"], "Unknown command line flag 'no_such_flag'"),
     (["human", "nosuch"], "unknown subcommand 'nosuch'"),
+    # An override of a field the config lacks fails while the flag is defined (at import).
+    (["featvis", W, "--config.stpes=3"],
+     "--config.stpes: the config has no field 'stpes'; did you mean 'steps'?"),
+    (["experiment", "--config.nosuch.deeper=3"],
+     "--config.nosuch.deeper: the config has no field 'nosuch'"),
+    (["sweep", "--config.data.sorce=3"], "the config has no field"),
+    # No server: one line at once, not a minute of retries per simulated participant.
+    (["human", "simulate", "--experiment={d}/exp", "--url=http://127.0.0.1:9"],
+     "no study server answers at http://127.0.0.1:9"),
+    (["human", "simulate", "--experiment={d}/exp", "--url=localhost:8000"],
+     "is not an http:// or https:// address"),
     (["human", "analyze", "--export={d}/nothere", "--out={d}/ho"], "no export at {d}/nothere"),
 ]
 
 
-@pytest.mark.parametrize("args,words", CASES, ids=[" ".join(c[0][:2]) for c in CASES])
-def test_bad_input_is_one_line(inputs, args, words):
+@pytest.mark.parametrize("args,words,env", [c if len(c) == 3 else (*c, {}) for c in CASES],
+                         ids=[" ".join(c[0][:2]) + (" no shared" if len(c) == 3 else "")
+                              for c in CASES])
+def test_bad_input_is_one_line(inputs, args, words, env):
   args = [a.format(d=inputs) for a in args]
-  r = _run(args, inputs)
+  r = _run(args, inputs, **env)
   lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
   assert r.returncode == 1, r.stderr[-3000:]
   assert len(lines) == 1, r.stderr[-3000:]
@@ -131,3 +151,15 @@ def test_traceback_only_when_asked(inputs, how):
   assert r.returncode != 0
   assert "Traceback (most recent call last)" in r.stderr
   assert "config.steps must be at least 0, got -5" in r.stderr
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["classify"], "--weights"), (["convert"], "--input"), (["featvis"], "--seed_images"),
+    (["sweep"], "--config"), (["experiment"], "--workdir"), (["mis"], "--quantile"),
+    (["human", "analyze"], "--export"), (["human", "simulate"], "--url")])
+def test_help_lists_the_commands_own_flags(inputs, args, flag):
+  """`cv-jax COMMAND --help` (absl's own --help would list the dispatcher's flags: none)."""
+  r = _run([*args, "--help"], inputs)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert r.stdout.startswith(f"usage: cv-jax {' '.join(args)} "), r.stdout[:300]
+  assert f"\n  {flag}" in r.stdout, r.stdout

@@ -25,21 +25,12 @@ def study(tmp_path_factory):
   root = tmp_path_factory.mktemp("human_browser")
   db_file = str(root / "study.db")
   exp = hu.make_study(root, db_file, n_tasks=3, prolific_code="CVJAXTEST")
-  server = hu.Server(exp, db_file).start()
-  yield {"exp": exp, "db": db_file, "server": server, "root": root,
-         "doc": json.loads((exp / "experiment.json").read_text())}
-  server.stop()
+  yield from hu.served_study(root, exp, db_file)
 
 
 @pytest.fixture(scope="module")
 def browser():
-  path = hu.chromium_path()
-  if path is None:
-    pytest.skip("no chromium installed (Debian package `chromium`)")
-  with playwright_api.sync_playwright() as p:
-    b = p.chromium.launch(executable_path=path, args=hu.CHROMIUM_ARGS, headless=True)
-    yield b
-    b.close()
+  yield from hu.chromium_browser()
 
 
 class Player:

@@ -27,21 +27,12 @@ def study2(tmp_path_factory):
   make_2afc(exp, n_main=4, n_catch=1)
   db = str(root / "study.db")
   hu.cli("human", "init", f"--experiment={exp}", f"--db={db}", "--prolific_code=CVJAX2AFC")
-  server = hu.Server(exp, db).start()
-  yield {"exp": exp, "db": db, "server": server, "root": root,
-         "doc": json.loads((exp / "experiment.json").read_text())}
-  server.stop()
+  yield from hu.served_study(root, exp, db)
 
 
 @pytest.fixture(scope="module")
 def browser():
-  path = hu.chromium_path()
-  if path is None:
-    pytest.skip("no chromium installed (Debian package `chromium`)")
-  with playwright_api.sync_playwright() as p:
-    b = p.chromium.launch(executable_path=path, args=hu.CHROMIUM_ARGS, headless=True)
-    yield b
-    b.close()
+  yield from hu.chromium_browser()
 
 
 def _correct_side(study, session_id, index):

@@ -1,7 +1,8 @@
-"""Gradients of the hand-written VJPs (max pooling, LRN) against PyTorch autograd.
+"""Gradients of the hand-written VJPs (convolution, max pooling, LRN) against PyTorch autograd.
 
-`layers.max_pool` and `layers.lrn` carry custom VJPs (dense ops instead of XLA's
-select-and-scatter; closed-form LRN gradient). Both must give PyTorch's gradient: for max
+`layers.conv2d`, `layers.max_pool` and `layers.lrn` carry custom VJPs (the input gradient as a
+forward-style convolution, phases for strides; dense ops instead of XLA's select-and-scatter;
+closed-form LRN gradient). Both must give PyTorch's gradient: for max
 pooling exactly where windows tie (integer-valued inputs make most windows tie), i.e. the
 cotangent goes to the first maximal cell of each window in row-major order, as PyTorch's
 `max_pool2d` and XLA's `select_and_scatter` do.
@@ -102,3 +103,44 @@ def test_lrn_value_and_gradient_match_torch(size, alpha, beta, bias):
   want = _torch_vjp(fwd, x, ct)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   assert np.abs(got - ct * np.asarray(y) / x).max() > 1e-3  # the normaliser's term is non-trivial
+
+
+# (input NHWC, kernel, stride, padding): every convolution of the two networks' kinds (Caffe
+# symmetric pads, TF "SAME" with asymmetric pads at odd sizes, the 7x7 stride-2 stems), plus
+# strides and pads that leave input cells outside every window, and pads wider than the kernel.
+CONVS = [((2, 15, 15, 3), 7, 2, [(3, 3), (3, 3)]), ((2, 16, 16, 3), 7, 2, "SAME"),
+         ((2, 15, 14, 3), 7, 2, "SAME"), ((1, 9, 9, 4), 3, 1, [(1, 1), (1, 1)]),
+         ((1, 9, 8, 4), 5, 1, "SAME"), ((1, 10, 10, 4), 1, 1, "VALID"),
+         ((1, 12, 11, 3), 3, 2, "SAME"), ((1, 13, 13, 2), 3, 3, [(1, 1), (1, 1)]),
+         ((1, 8, 8, 2), 3, 1, [(3, 3), (3, 3)]), ((1, 11, 11, 2), 4, 2, [(0, 1), (2, 0)]),
+         ((1, 10, 10, 2), 2, 2, "VALID"), ((1, 12, 12, 2), 3, 2, "VALID")]
+
+
+@pytest.mark.parametrize("shape,k,s,padding", CONVS)
+def test_conv_gradients_match_torch(shape, k, s, padding):
+  rng = np.random.default_rng(sum(shape) + 7 * k + s)
+  x = rng.standard_normal(shape).astype(np.float32)
+  w = rng.standard_normal((k, k, shape[-1], 5)).astype(np.float32)
+  b = rng.standard_normal(5).astype(np.float32)
+  if padding == "SAME":
+    pads = [L.same_padding(shape[i + 1], k, s) for i in range(2)]
+  elif padding == "VALID":
+    pads = [(0, 0), (0, 0)]
+  else:
+    pads = padding
+  (pt, pb), (pl, pr) = pads
+  wt = torch.from_numpy(w.transpose(3, 2, 0, 1).copy()).requires_grad_(True)
+  xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+  yt = F.conv2d(F.pad(xt, (pl, pr, pt, pb)), wt, torch.from_numpy(b), s)
+  y, vjp = jax.vjp(lambda v, k_: L.conv2d(v, k_, jnp.asarray(b), s, padding),
+                   jnp.asarray(x), jnp.asarray(w))
+  np.testing.assert_allclose(np.asarray(y), yt.detach().numpy().transpose(0, 2, 3, 1),
+                             rtol=1e-5, atol=1e-5)
+  ct = rng.standard_normal(y.shape).astype(np.float32)
+  gx, gw = torch.autograd.grad((yt * torch.from_numpy(ct.transpose(0, 3, 1, 2).copy())).sum(),
+                               (xt, wt))
+  got_x, got_w = vjp(jnp.asarray(ct))
+  np.testing.assert_allclose(np.asarray(got_x), gx.numpy().transpose(0, 2, 3, 1),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(got_w), gw.numpy().transpose(2, 3, 1, 0),
+                             rtol=1e-5, atol=1e-4)

@@ -28,6 +28,13 @@ class DownloadError(OSError):
   """A file could not be downloaded, or what arrived is not the recorded file."""
 
 
+class UnreachableError(DownloadError):
+  """The host could not be reached at all (no route, name not resolved, refused, timed out).
+
+  Other files from the same host would fail the same way, so a caller fetching many files stops.
+  """
+
+
 @dataclass(frozen=True)
 class RemoteFile:
   """A public file: where it is, its size and digest, and its path inside a mirror or cache."""
@@ -124,7 +131,9 @@ def fetch(remote: RemoteFile, target: str | os.PathLike, bar: Any = None) -> pat
       raise
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
       reason = getattr(e, "reason", None) or e
-      raise DownloadError(f"cannot download {url}: {type(e).__name__}: {reason}") from e
+      # An HTTP status (404, 500) is about this file; anything else is about the host.
+      error = DownloadError if isinstance(e, urllib.error.HTTPError) else UnreachableError
+      raise error(f"cannot download {url}: {type(e).__name__}: {reason}") from e
   got = part.stat().st_size
   if got < remote.size:  # the connection closed early: keep the bytes for the next attempt
     raise DownloadError(f"the transfer of {url} broke off after {got:,} of {remote.size:,} "

@@ -18,10 +18,11 @@ import concurrent.futures as cf
 import os
 import pathlib
 import sys
+import threading
 from typing import Iterable
 
 from cv_jax.assets import catalog
-from cv_jax.assets.download import DownloadError, RemoteFile, fetch, source_url
+from cv_jax.assets.download import DownloadError, RemoteFile, UnreachableError, fetch, source_url
 
 WORKERS = 8  # parallel transfers for a folder of small files
 
@@ -135,10 +136,20 @@ def _download(asset: catalog.Asset, allowed: bool, progress: bool) -> pathlib.Pa
       print(f"downloading {asset.what}: {len(todo)} file(s), {nbytes / 1e6:.1f} MB from "
             f"{where} into {home() / asset.home}", file=sys.stderr, flush=True)
       bar = tqdm(total=nbytes, unit="B", unit_scale=True, desc=asset.name, file=sys.stderr)
+    unreachable = threading.Event()  # the host is down or we are offline: don't try the rest
+
+    def one(r: RemoteFile) -> None:
+      if unreachable.is_set():
+        return
+      try:
+        fetch(r, cache_path(asset, r), bar)
+      except UnreachableError:
+        unreachable.set()
+        raise
+
     try:
       with cf.ThreadPoolExecutor(min(WORKERS, len(todo))) as pool:
-        jobs = {pool.submit(fetch, r, cache_path(asset, r), bar): r for r in todo}
-        for job in cf.as_completed(jobs):
+        for job in cf.as_completed([pool.submit(one, r) for r in todo]):
           try:
             job.result()
           except DownloadError as e:
@@ -172,5 +183,23 @@ def missing_message(asset: catalog.Asset, missing: list[RemoteFile], reason: str
                f"each name, size and sha256 in {catalog.SAMPLES_MANIFEST})")
     base = missing[0].url.rsplit("/", 1)[0]
     what = f"{names} from {base}/; put them in {cache_path(asset)}/"
-  return (f"{asset.what} missing: {tried}: {what} (or set CV_JAX_MIRROR=<base URL> of a copy of "
-          f"{home()}, or pass the path explicitly)")
+  return (f"{asset.what} missing: {tried}: {what}{_other_files(asset, missing)} (or set "
+          f"CV_JAX_MIRROR=<base URL> of a copy of {home()}, or pass the path explicitly)")
+
+
+def _other_files(asset: catalog.Asset, missing: list[RemoteFile]) -> str:
+  """A note on files put in the cache by hand that are not the recorded ones ('' if none).
+
+  The cache takes only the recorded public files; another copy (a resized photo set, another
+  export of the weights) is used only when passed explicitly, so a run says which files it used.
+  """
+  other = [p for p in (cache_path(asset, r) for r in missing) if p.is_file()]
+  if not other:
+    return ""
+  if asset.kind == "folder":
+    where = cache_path(asset)
+    return (f"; {len(other)} file(s) of these names in {where} have other sizes, so they are not "
+            f"the recorded files (e.g. a resized or re-encoded copy): to use them as they are, "
+            f"pass folder:{where} explicitly")
+  return (f"; {other[0]} has another size, so it is not the recorded file: to use it as it is, "
+          f"pass {other[0]} explicitly")

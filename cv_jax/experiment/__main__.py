@@ -66,6 +66,7 @@ def main(argv: list[str]) -> None:
     raise cli_support.UsageError("no workdir: pass --workdir")
   if not cfg.data.source:
     raise cli_support.UsageError("no image source: pass --images=folder:/path")
+  cli_support.check_model(cfg.model.name)
   _fetch_inputs(cfg)
   summary = pipeline.run(cfg, stages=_STAGES.value, progress=_PROGRESS.value,
                          log=lambda s: print(s, file=sys.stderr, flush=True))

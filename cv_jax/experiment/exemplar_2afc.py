@@ -33,6 +33,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from cv_jax.experiment.trials import assemble_tasks, task_orders
+
 SIDES = ("max", "min")
 QUERY_PERCENTILE = 0.1
 
@@ -125,38 +127,16 @@ def make_tasks_2afc(trials: Sequence[Mapping[str, Any]], conditions: Sequence[st
   """
   if n_tasks < 1 or not sets:
     raise ValueError(f"need n_tasks >= 1 and at least one image set, got {n_tasks}, {sets}")
-  main_units = list(dict.fromkeys(t["unit"] for t in trials if t["role"] == "main"))
-  if not main_units:
-    raise ValueError("no main trials")
-  main = {(t["unit"], t["image_set"]): t["id"] for t in trials if t["role"] == "main"}
-  catch = [t["id"] for t in trials if t["role"] == "catch"]
   practice = [t["id"] for t in trials if t["role"] == "practice"]
-  tasks = []
-  orders = []
-  for k in range(1, n_tasks + 1):
-    b = int(sets[(k - 1) % len(sets)])
-    missing = [u for u in main_units if (u, b) not in main]
-    if missing:
-      raise ValueError(f"image set {b} has no trial for units {missing}")
-    ids = [(main[(u, b)], "normal") for u in main_units] + [(c, "catch_trial") for c in catch]
-    perm = np.random.default_rng([seed, 0, k]).permutation(len(ids))
-    orders.append((k, b, [ids[i] for i in perm]))
-  for ci, c in enumerate(conditions):
-    for k, b, ordered in orders:
-      def entry(tid, mode, i):
-        ref_order = {}
-        for s, side in enumerate(SIDES):
-          rng = np.random.default_rng([seed, 1, k, i, ci, s])
-          ref_order[side] = [0] + [int(1 + j) for j in rng.permutation(n_references - 1)]
-        side = "left" if np.random.default_rng([seed, 2, k, i]).random() < 0.5 else "right"
-        return {"trial": tid, "mode": mode, "reference_order": ref_order, "max_side": side}
-      pr = [entry(p, "practice", 1000 + j) for j, p in enumerate(practice)]
-      tr = [entry(tid, mode, i) for i, (tid, mode) in enumerate(ordered)]
-      tasks.append({"id": f"{c}/task_{k:03d}", "condition": c, "index": k, "image_set": b,
-                    "seed": int(seed), "practice": pr, "trials": tr,
-                    "catch_trial_idxs": [i + 1 for i, e in enumerate(tr)
-                                         if e["mode"] == "catch_trial"]})
-  return tasks
+  orders = task_orders(trials, sets, n_tasks=n_tasks, seed=seed)
+
+  def ref_order(ci, c, k, i):
+    order = {}
+    for s, side in enumerate(SIDES):
+      rng = np.random.default_rng([seed, 1, k, i, ci, s])
+      order[side] = [0] + [int(1 + j) for j in rng.permutation(n_references - 1)]
+    return order
+  return assemble_tasks(conditions, orders, practice, seed=seed, reference_order=ref_order)
 
 
 def shown_2afc(doc: Mapping[str, Any], task: Mapping[str, Any],

@@ -18,6 +18,8 @@ import os
 import pathlib
 from typing import Any, Mapping
 
+from cv_jax.experiment import schema_checks as checks
+
 SCHEMA_NAME = "cv_jax.experiment"
 SCHEMA_VERSION = "1.1.0"
 """1.1.0 added two optional fields: `instructions` (example entries of the instruction pages) and
@@ -199,16 +201,7 @@ def validate(doc: Mapping[str, Any], root: str | os.PathLike | None = None) -> N
                         f"{SCHEMA_VERSION}")
     schema_2afc.validate_2afc(doc, root, error=SchemaError)
     return
-  try:
-    import jsonschema
-  except ImportError:  # pragma: no cover - the semantic checks still run
-    jsonschema = None
-  if jsonschema is not None:
-    try:
-      jsonschema.validate(doc, SCHEMA)
-    except jsonschema.ValidationError as e:
-      where = "/".join(str(p) for p in e.absolute_path)
-      raise SchemaError(f"experiment.json at /{where}: {e.message}") from None
+  checks.check_json_schema(doc, SCHEMA, SchemaError)
   for key in SCHEMA["required"]:
     if key not in doc:
       raise SchemaError(f"experiment.json lacks the field {key!r}")
@@ -218,12 +211,7 @@ def validate(doc: Mapping[str, Any], root: str | os.PathLike | None = None) -> N
   if major != SCHEMA_VERSION.split(".")[0]:
     raise SchemaError(f"schema_version {doc['schema_version']} is not compatible with "
                       f"{SCHEMA_VERSION}")
-  units = {u["id"]: u for u in doc["units"]}
-  if len(units) != len(doc["units"]):
-    raise SchemaError("duplicate unit ids")
-  trials = {t["id"]: t for t in doc["trials"]}
-  if len(trials) != len(doc["trials"]):
-    raise SchemaError("duplicate trial ids")
+  units, trials = checks.unique_ids(doc, SchemaError)
   conds = doc["conditions"]
   files: list[str] = []
   for t in doc["trials"]:
@@ -241,31 +229,18 @@ def validate(doc: Mapping[str, Any], root: str | os.PathLike | None = None) -> N
   for u in doc["units"]:
     for paths in u.get("synthetic", {}).values():
       files += paths
-  ids = set()
-  for task in doc["tasks"]:
-    if task["id"] in ids:
-      raise SchemaError(f"duplicate task id {task['id']}")
-    ids.add(task["id"])
-    c = task["condition"]
-    if c not in conds:
-      raise SchemaError(f"task {task['id']} uses condition {c!r}, not declared in conditions")
-    n = conds[c]["n_references"]
-    for entry in list(task.get("practice", [])) + list(task["trials"]):
-      if entry["trial"] not in trials:
-        raise SchemaError(f"task {task['id']} refers to unknown trial {entry['trial']!r}")
-      order = entry["reference_order"]
-      if sorted(order) != list(range(n)):
-        raise SchemaError(f"task {task['id']}, trial {entry['trial']}: reference_order {order} "
-                          f"is not a permutation of 0..{n - 1}")
-      if c == "mixed":
-        ns = conds[c].get("n_synthetic", 4)
-        if sorted(order[:ns]) != list(range(ns)):
-          raise SchemaError(f"task {task['id']}: mixed references must show the {ns} synthetic "
-                            f"images first")
-    idxs = [i + 1 for i, e in enumerate(task["trials"]) if e["mode"] == "catch_trial"]
-    if "catch_trial_idxs" in task and task["catch_trial_idxs"] != idxs:
-      raise SchemaError(f"task {task['id']}: catch_trial_idxs {task['catch_trial_idxs']} do not "
-                        f"match the catch trials at {idxs}")
+
+  def check_entry(task, entry, c, n):
+    order = entry["reference_order"]
+    if sorted(order) != list(range(n)):
+      raise SchemaError(f"task {task['id']}, trial {entry['trial']}: reference_order {order} "
+                        f"is not a permutation of 0..{n - 1}")
+    if c == "mixed":
+      ns = conds[c].get("n_synthetic", 4)
+      if sorted(order[:ns]) != list(range(ns)):
+        raise SchemaError(f"task {task['id']}: mixed references must show the {ns} synthetic "
+                          f"images first")
+  checks.check_tasks(doc, trials, SchemaError, check_entry)
   for c, entries in doc.get("instructions", {}).get("examples", {}).items():
     if c not in conds:
       raise SchemaError(f"instructions.examples uses condition {c!r}, not declared in conditions")
@@ -276,9 +251,4 @@ def validate(doc: Mapping[str, Any], root: str | os.PathLike | None = None) -> N
       if sorted(entry["reference_order"]) != list(range(conds[c]["n_references"])):
         raise SchemaError(f"instructions.examples[{c}], trial {entry['trial']}: reference_order "
                           f"{entry['reference_order']} is not a permutation of the references")
-  if root is not None:
-    root = pathlib.Path(root)
-    missing = [f for f in dict.fromkeys(files) if not (root / f).is_file()]
-    if missing:
-      raise SchemaError(f"{len(missing)} referenced files are missing under {root}, e.g. "
-                        f"{missing[:3]}")
+  checks.check_files(root, files, SchemaError)

@@ -11,8 +11,9 @@ docs/experiment_schema.md.
 
 from __future__ import annotations
 
-import pathlib
 from typing import Any, Mapping
+
+from cv_jax.experiment import schema_checks as checks
 
 CONDITIONS_2AFC = ("natural", "synthetic")
 TASK = "exemplar_2afc"
@@ -100,22 +101,8 @@ def validate_2afc(doc: Mapping[str, Any], root=None, *, error=ValueError) -> Non
   trials of known units, each side's reference count per condition, display orders being
   permutations with the most extreme reference first, tasks naming known trials, and with
   `root` that every referenced file exists. Raises `error` naming the first problem."""
-  try:
-    import jsonschema
-  except ImportError:  # pragma: no cover
-    jsonschema = None
-  if jsonschema is not None:
-    try:
-      jsonschema.validate(doc, schema(str(doc.get("schema_version", "1.1.0"))))
-    except jsonschema.ValidationError as e:
-      where = "/".join(str(p) for p in e.absolute_path)
-      raise error(f"experiment.json at /{where}: {e.message}") from None
-  units = {u["id"] for u in doc["units"]}
-  if len(units) != len(doc["units"]):
-    raise error("duplicate unit ids")
-  trials = {t["id"]: t for t in doc["trials"]}
-  if len(trials) != len(doc["trials"]):
-    raise error("duplicate trial ids")
+  checks.check_json_schema(doc, schema(str(doc.get("schema_version", "1.1.0"))), error)
+  units, trials = checks.unique_ids(doc, error)
   files = []
   for t in doc["trials"]:
     if t["unit"] not in units:
@@ -128,31 +115,14 @@ def validate_2afc(doc: Mapping[str, Any], root=None, *, error=ValueError) -> Non
                       f"references, expected {want}")
         files += sides[side]
     files += [t["queries"]["max"], t["queries"]["min"]]
-  ids = set()
-  for task in doc["tasks"]:
-    if task["id"] in ids:
-      raise error(f"duplicate task id {task['id']}")
-    ids.add(task["id"])
-    c = task["condition"]
-    if c not in doc["conditions"]:
-      raise error(f"task {task['id']} uses condition {c!r}, not declared in conditions")
-    n = doc["conditions"][c]["n_references"]
-    for entry in list(task.get("practice", [])) + list(task["trials"]):
-      if entry["trial"] not in trials:
-        raise error(f"task {task['id']} refers to unknown trial {entry['trial']!r}")
-      if c not in trials[entry["trial"]]["references"]:
-        raise error(f"task {task['id']}: trial {entry['trial']} has no {c} references")
-      for side in ("max", "min"):
-        order = entry["reference_order"][side]
-        if sorted(order) != list(range(n)) or order[0] != 0:
-          raise error(f"task {task['id']}, trial {entry['trial']}: {side} reference_order "
-                      f"{order} is not a permutation of 0..{n - 1} starting with 0")
-    idxs = [i + 1 for i, e in enumerate(task["trials"]) if e["mode"] == "catch_trial"]
-    if "catch_trial_idxs" in task and task["catch_trial_idxs"] != idxs:
-      raise error(f"task {task['id']}: catch_trial_idxs do not match the catch trials")
-  if root is not None:
-    root = pathlib.Path(root)
-    missing = [f for f in dict.fromkeys(files) if not (root / f).is_file()]
-    if missing:
-      raise error(f"{len(missing)} referenced files are missing under {root}, e.g. "
-                  f"{missing[:3]}")
+
+  def check_entry(task, entry, c, n):
+    if c not in trials[entry["trial"]]["references"]:
+      raise error(f"task {task['id']}: trial {entry['trial']} has no {c} references")
+    for side in ("max", "min"):
+      order = entry["reference_order"][side]
+      if sorted(order) != list(range(n)) or order[0] != 0:
+        raise error(f"task {task['id']}, trial {entry['trial']}: {side} reference_order "
+                    f"{order} is not a permutation of 0..{n - 1} starting with 0")
+  checks.check_tasks(doc, trials, error, check_entry)
+  checks.check_files(root, files, error)

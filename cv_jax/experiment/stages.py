@@ -9,7 +9,7 @@ skipped on resume and a changed setting is refused.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
@@ -135,17 +135,29 @@ def run_exemplars(exp: Experiment) -> dict:
         reference_activations=[[val_of[int(i)] for i in row] for row in ex["references"]])
   write_json(exp.root / "exemplars.json", dict(paths=res.paths, units=out))
   # Save the natural references (and nothing else) of the image sets in use.
+  save_set_images(exp, res, "natural refs", lambda u, b: [
+      (f"natural_{k}.png", i) for k, i in enumerate(out[u.id]["references"][b])])
+  return dict(n_units=len(out))
+
+
+def save_set_images(exp: Experiment, res, desc: str,
+                    images_of: Callable[[Any, int], Iterable[tuple[str, int]]]) -> None:
+  """Save the swept images shown in each image set in use, skipping files already there.
+
+  `images_of(unit, image_set)` gives (file name, image id) pairs, written as PNGs under
+  `exp.set_dir(unit, image_set)` from `exp.source`, which must be the image source `res` (the
+  sweep result) ranked; `desc` labels the progress bar.
+  """
   source = exp.source
   if list(source.paths) != list(res.paths):
     raise ValueError("the image source differs from the swept one (paths changed)")
   todo = [(u, b) for u, b, _ in exp.trial_keys()]
-  for u, b in progress_lib.bar(todo, "natural refs", enabled=exp.progress):
+  for u, b in progress_lib.bar(todo, desc, enabled=exp.progress):
     d = exp.set_dir(u, b)
-    for k, i in enumerate(out[u.id]["references"][b]):
-      p = d / f"natural_{k}.png"
+    for name, i in images_of(u, b):
+      p = d / name
       if not p.exists():
         save_png(p, source.load(int(i)))
-  return dict(n_units=len(out))
 
 
 def run_featvis(exp: Experiment) -> dict:

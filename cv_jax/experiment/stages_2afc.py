@@ -49,21 +49,14 @@ def exemplars(exp) -> dict:
                                for row in sel[side]["references"]]) for side in SIDES}
     out[u.id]["unit"] = f"{u.layer}:{u.channel}"
   write_json(exp.root / "exemplars_2afc.json", dict(paths=res.paths, n_images=n, units=out))
-  source = exp.source
-  if list(source.paths) != list(res.paths):
-    raise ValueError("the image source differs from the swept one (paths changed)")
-  todo = [(u, b) for u, b, _ in exp.trial_keys()]
-  for u, b in progress_lib.bar(todo, "2afc exemplars", enabled=exp.progress):
-    d = exp.set_dir(u, b)
+
+  def images_of(u, b):
     for side in SIDES:
       sel = out[u.id][side]
-      p = d / f"query_{side}.png"
-      if not p.exists():
-        save_png(p, source.load(int(sel["query"][b])))
+      yield f"query_{side}.png", sel["query"][b]
       for k, i in enumerate(sel["references"][b]):
-        p = d / f"natural_{side}_{k}.png"
-        if not p.exists():
-          save_png(p, source.load(int(i)))
+        yield f"natural_{side}_{k}.png", i
+  stages.save_set_images(exp, res, "2afc exemplars", images_of)
   return dict(n_units=len(out), n_images=n)
 
 

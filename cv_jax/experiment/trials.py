@@ -26,7 +26,7 @@ that replacement: mode "paper" swaps in the None condition only, mode "swap" in 
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -81,6 +81,57 @@ def assign_catch_swaps(trials: Sequence[dict], mode: str = "paper", seed: int = 
     t["catch"] = {"conditions": conds, "min": src["images"]["min"], "min_source": src["id"]}
 
 
+def task_orders(trials: Sequence[Mapping[str, Any]], sets: Sequence[int], *, n_tasks: int,
+                seed: int) -> list[tuple[int, int, list[tuple[str, str]]]]:
+  """The trials of each task, in display order: every main unit once + the catch trials.
+
+  Task k (1-based) uses image set sets[(k-1) mod len(sets)]; its (trial id, mode) pairs (mode
+  "normal" or "catch_trial") are permuted with `np.random.default_rng([seed, 0, k])`, so the
+  order depends only on the task index. Returns [(k, image set, [(trial id, mode), ...]), ...].
+  """
+  main_units = list(dict.fromkeys(t["unit"] for t in trials if t["role"] == "main"))
+  if not main_units:
+    raise ValueError("no main trials")
+  main = {(t["unit"], t["image_set"]): t["id"] for t in trials if t["role"] == "main"}
+  catch = [t["id"] for t in trials if t["role"] == "catch"]
+  orders = []
+  for k in range(1, n_tasks + 1):
+    b = int(sets[(k - 1) % len(sets)])
+    missing = [u for u in main_units if (u, b) not in main]
+    if missing:
+      raise ValueError(f"image set {b} has no trial for units {missing}")
+    ids = [(main[(u, b)], "normal") for u in main_units] + [(c, "catch_trial") for c in catch]
+    perm = np.random.default_rng([seed, 0, k]).permutation(len(ids))
+    orders.append((k, b, [ids[i] for i in perm]))
+  return orders
+
+
+def assemble_tasks(conditions: Sequence[str],
+                   orders: Sequence[tuple[int, int, Sequence[tuple[str, str]]]],
+                   practice: Sequence[str], *, seed: int,
+                   reference_order: Callable[[int, str, int, int], Any]) -> list[dict]:
+  """Task dicts (schema `tasks` items), condition-major, from `task_orders`' output.
+
+  Each entry gets `reference_order(condition index, condition, k, i)` (i = the entry's position;
+  practice entries use 1000 + j) and a max-query side drawn from
+  `np.random.default_rng([seed, 2, k, i])`, the same in every condition.
+  """
+  tasks = []
+  for ci, c in enumerate(conditions):
+    for k, b, ordered in orders:
+      def entry(tid, mode, i):
+        order = reference_order(ci, c, k, i)
+        side = "left" if np.random.default_rng([seed, 2, k, i]).random() < 0.5 else "right"
+        return {"trial": tid, "mode": mode, "reference_order": order, "max_side": side}
+      pr = [entry(p, "practice", 1000 + j) for j, p in enumerate(practice)]
+      tr = [entry(tid, mode, i) for i, (tid, mode) in enumerate(ordered)]
+      tasks.append({"id": f"{c}/task_{k:03d}", "condition": c, "index": k, "image_set": b,
+                    "seed": int(seed), "practice": pr, "trials": tr,
+                    "catch_trial_idxs": [i + 1 for i, e in enumerate(tr)
+                                         if e["mode"] == "catch_trial"]})
+  return tasks
+
+
 def make_tasks(trials: Sequence[dict], conditions: Sequence[str] = CONDITIONS, *,
                n_tasks: int, n_sets: int, seed: int = 1, n_synthetic_mixed: int = 4,
                practice: Sequence[str] = (), n_references: Mapping[str, int] | None = None
@@ -108,36 +159,11 @@ def make_tasks(trials: Sequence[dict], conditions: Sequence[str] = CONDITIONS, *
   for p in practice:
     if p not in by_id:
       raise ValueError(f"practice trial {p!r} is not among the trials")
-  main_units = list(dict.fromkeys(t["unit"] for t in trials if t["role"] == "main"))
-  if not main_units:
-    raise ValueError("no main trials")
-  main = {(t["unit"], t["image_set"]): t["id"] for t in trials if t["role"] == "main"}
-  catch = [t["id"] for t in trials if t["role"] == "catch"]
-  orders = []
-  for k in range(1, n_tasks + 1):
-    b = (k - 1) % n_sets
-    missing = [u for u in main_units if (u, b) not in main]
-    if missing:
-      raise ValueError(f"image set {b} has no trial for units {missing}")
-    ids = [(main[(u, b)], "normal") for u in main_units] + [(c, "catch_trial") for c in catch]
-    perm = np.random.default_rng([seed, 0, k]).permutation(len(ids))
-    orders.append((k, b, [ids[i] for i in perm]))
-  tasks = []
-  for ci, c in enumerate(conditions):
-    for k, b, ordered in orders:
-      def entry(tid, mode, i):
-        rng = np.random.default_rng([seed, 1, k, i, ci])
-        side = "left" if np.random.default_rng([seed, 2, k, i]).random() < 0.5 else "right"
-        return {"trial": tid, "mode": mode,
-                "reference_order": reference_order(c, rng, n_synthetic_mixed, n_references),
-                "max_side": side}
-      pr = [entry(p, "practice", 1000 + j) for j, p in enumerate(practice)]
-      tr = [entry(tid, mode, i) for i, (tid, mode) in enumerate(ordered)]
-      tasks.append({"id": f"{c}/task_{k:03d}", "condition": c, "index": k, "image_set": b,
-                    "seed": int(seed), "practice": pr, "trials": tr,
-                    "catch_trial_idxs": [i + 1 for i, e in enumerate(tr)
-                                         if e["mode"] == "catch_trial"]})
-  return tasks
+  orders = task_orders(trials, range(n_sets), n_tasks=n_tasks, seed=seed)
+  return assemble_tasks(
+      conditions, orders, practice, seed=seed,
+      reference_order=lambda ci, c, k, i: reference_order(
+          c, np.random.default_rng([seed, 1, k, i, ci]), n_synthetic_mixed, n_references))
 
 
 def shown_images(doc: Mapping[str, Any], task: Mapping[str, Any],

@@ -98,14 +98,10 @@ class Engine:
 
   def __post_init__(self):
     cfg = self.cfg
-    self.U, self.B = len(self.units), self.n_seeds
     self.reg_layers = tuple(cfg.reg_layer or u.layer for u in self.units)
-    self.layers = tuple(sorted(set(driver.unit_layers(self.units)) | set(self.reg_layers)))
-    self.optimizer = driver.make_optimizer(cfg)
-    self.advance = jax.jit(self._advance)
-    self.images = jax.jit(self._images)
+    layers = tuple(sorted(set(driver.unit_layers(self.units)) | set(self.reg_layers)))
+    driver.setup_engine(self, self.n_seeds, driver.make_optimizer(cfg), layers)
     self.balance = jax.jit(self._balance)
-    self.evaluate = jax.jit(self._evaluate)
 
   def _images(self, params):
     s = int(self.cfg.size)
@@ -225,11 +221,8 @@ def render(model, units, cfg, seed_images, *, key=None, progress: bool = True) -
       advance, state, steps, driver.thresholds_of(cfg, steps), progress,
       f"accentuation {len(units)} unit(s) x {len(seeds)} seed(s)",
       lambda s: np.asarray(eng.images(s[0])), lambda s: jnp.sum(s[3]))
-  images = snaps[max(snaps)]
   seed_act = eng.evaluate(mparams, jnp.broadcast_to(seeds_j, (eng.U,) + seeds_j.shape), idx)
-  return dict(images=images, objective=np.asarray(state[3]),
-              activation=np.asarray(eng.evaluate(mparams, jnp.asarray(images), idx)),
-              diversity=np.zeros((eng.U,), np.float32), transparency=np.asarray(state[2]),
-              regularizer=np.asarray(state[4]), balance=np.asarray(beta),
-              seed_activation=np.asarray(seed_act), seeds=seeds, history=history,
-              snapshots=snaps, units=[str(u) for u in units])
+  return driver.render_result(eng, snaps, history, state[3], mparams, idx, units,
+                              transparency=np.asarray(state[2]), regularizer=np.asarray(state[4]),
+                              balance=np.asarray(beta), seed_activation=np.asarray(seed_act),
+                              seeds=seeds)

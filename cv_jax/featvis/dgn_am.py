@@ -103,13 +103,8 @@ class Engine:
   cfg: Any
 
   def __post_init__(self):
-    self.U, self.B = len(self.units), int(self.cfg.batch)
-    self.layers = driver.unit_layers(self.units)
-    self.optimizer = make_optimizer(self.cfg)
+    driver.setup_engine(self, int(self.cfg.batch), make_optimizer(self.cfg))
     self.off = deepsim.crop_offset(deepsim.output_size(self.spec), int(self.cfg.size))
-    self.advance = jax.jit(self._advance)
-    self.images = jax.jit(self._images)
-    self.evaluate = jax.jit(self._evaluate)
 
   def _crop(self, gparams, z):
     s, o = int(self.cfg.size), self.off
@@ -183,8 +178,5 @@ def render(model, units, cfg, *, generator=None, key=None, progress: bool = True
       advance, state, steps, driver.thresholds_of(cfg, steps), progress,
       f"dgn_am {len(units)} unit(s)", lambda s: np.asarray(eng.images(gparams, s[0])),
       lambda s: jnp.sum(s[2]))
-  images = snaps[max(snaps)]
-  return dict(images=images, objective=np.asarray(state[2]),
-              activation=np.asarray(eng.evaluate(mparams, jnp.asarray(images), idx)),
-              diversity=np.zeros((eng.U,), np.float32), codes=np.asarray(state[0]),
-              history=history, snapshots=snaps, units=[str(u) for u in units])
+  return driver.render_result(eng, snaps, history, state[2], mparams, idx, units,
+                              codes=np.asarray(state[0]))

@@ -9,6 +9,7 @@
   whether it is rendered alone or with others.
 * `make_optimizer`, `freeze_config`: the config's optax optimiser, and the hashable part of a
   config that decides the compiled program (used as `Network.program` keys).
+* `setup_engine`, `render_result`: an engine's shared fields and jitted programs, and the dict every renderer returns (images, objective, activation, ...).
 """
 
 from __future__ import annotations
@@ -131,3 +132,31 @@ def run_chunks(advance: Callable, state, steps: int, thresholds: Sequence[int], 
   if not snaps:
     snaps[0] = snapshot(state)
   return state, snaps, np.asarray(history, np.float32).reshape(-1, 2)
+
+
+def setup_engine(eng, per_unit: int, optimizer: optax.GradientTransformation,
+                 layers: tuple[str, ...] | None = None) -> None:
+  """Set an engine's shared fields: `U` (units), `B` (images per unit), `layers` (default: the
+  units' layers), `optimizer`, and jitted `advance`, `images`, `evaluate` of its `_advance`,
+  `_images`, `_evaluate` methods (each compiled on first call)."""
+  eng.U, eng.B = len(eng.units), int(per_unit)
+  eng.layers = unit_layers(eng.units) if layers is None else layers
+  eng.optimizer = optimizer
+  eng.advance = jax.jit(eng._advance)
+  eng.images = jax.jit(eng._images)
+  eng.evaluate = jax.jit(eng._evaluate)
+
+
+def render_result(eng, snaps: dict, history: np.ndarray, objective, mparams, idx: jax.Array,
+                  units: Sequence, **extra) -> dict:
+  """The renderer's output dict from `run_chunks`' snapshots and history.
+
+  `images` are the last snapshot, `activation` is `eng.evaluate(mparams, images, idx)` (U, B),
+  `objective` the final per-image objective (U, B) and `diversity` zeros (U,); `extra` keys
+  (method-specific) come after `diversity`, then `history`, `snapshots` and `units` (names).
+  """
+  images = snaps[max(snaps)]
+  return dict(images=images, objective=np.asarray(objective),
+              activation=np.asarray(eng.evaluate(mparams, jnp.asarray(images), idx)),
+              diversity=np.zeros((eng.U,), np.float32), **extra, history=history,
+              snapshots=snaps, units=[str(u) for u in units])

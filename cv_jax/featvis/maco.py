@@ -98,12 +98,7 @@ class Engine:
   cfg: Any
 
   def __post_init__(self):
-    self.U, self.B = len(self.units), int(self.cfg.batch)
-    self.layers = driver.unit_layers(self.units)
-    self.optimizer = make_optimizer(self.cfg)
-    self.advance = jax.jit(self._advance)
-    self.images = jax.jit(self._images)
-    self.evaluate = jax.jit(self._evaluate)
+    driver.setup_engine(self, int(self.cfg.batch), make_optimizer(self.cfg))
 
   def _images(self, phase, mag):
     return jax.vmap(jax.vmap(maco_image, (0, None)), (0, None))(phase, mag)
@@ -204,8 +199,5 @@ def render(model, units, cfg, *, key=None, progress: bool = True) -> dict:
       advance, state, steps, driver.thresholds_of(cfg, steps), progress,
       f"maco {len(units)} unit(s)", lambda s: np.asarray(eng.images(s[0], mag)),
       lambda s: jnp.sum(s[3]))
-  images = snaps[max(snaps)]
-  return dict(images=images, objective=np.asarray(state[3]),
-              activation=np.asarray(eng.evaluate(mparams, jnp.asarray(images), idx)),
-              diversity=np.zeros((eng.U,), np.float32), transparency=np.asarray(state[2]),
-              history=history, snapshots=snaps, units=[str(u) for u in units])
+  return driver.render_result(eng, snaps, history, state[3], mparams, idx, units,
+                              transparency=np.asarray(state[2]))

@@ -45,6 +45,36 @@ def _digest(url: str) -> str:
   return url.rstrip("/").rsplit("/", 1)[-1].split(".")[0]
 
 
+def check_server(url: str, wait_s: float = 3.0) -> None:
+  """SimulationError unless a study server answers `GET <url>/healthz` within `wait_s` seconds.
+
+  Without this check every simulated participant would retry its requests for a minute and
+  the run would end, minutes later, in a table of participants that gave up.
+  """
+  import time
+
+  import httpx
+
+  give_up, problem = time.time() + wait_s, ""
+  while True:
+    try:
+      r = httpx.get(url.rstrip("/") + "/healthz", timeout=5.0)
+      if r.status_code == 200:
+        return
+      problem = f"GET /healthz answered {r.status_code}"
+    except httpx.UnsupportedProtocol:
+      raise sim_lib.SimulationError(
+          f"--url={url} is not an http:// or https:// address; pass the study server's "
+          "address, e.g. --url=http://127.0.0.1:8000") from None
+    except httpx.HTTPError as e:
+      problem = f"{type(e).__name__}: {e}"
+    if time.time() > give_up:
+      raise sim_lib.SimulationError(
+          f"no study server answers at {url} ({problem}); start one with `cv-jax human serve` "
+          "or fix --url")
+    time.sleep(0.2)
+
+
 def run(doc: Mapping[str, Any], url: str, *, policy: str = "fixed", n: int | None = None,
         conditions: Sequence[str] | None = None, misbehave: Sequence[str] = (), seed: int = 0,
         practice_in_none: bool = False, root: str | pathlib.Path | None = None,
@@ -61,6 +91,7 @@ def run(doc: Mapping[str, Any], url: str, *, policy: str = "fixed", n: int | Non
 
   if root is None:
     raise sim_lib.SimulationError("online mode needs --experiment (the folder with the images)")
+  check_server(url)
   root = pathlib.Path(root)
   pol = sim_lib.parse_policy(policy) if isinstance(policy, str) else policy
   mis = sim_lib.parse_misbehaviours(misbehave)

@@ -4,8 +4,8 @@ Human data come as a per-unit accuracy table (CSV: columns `unit`, `accuracy`, o
 `n_trials` and `model`; `unit` is "layer:channel" or "block/branch:index", resolved with the
 model), the form the study server's 2-AFC export reduces to (fraction correct per unit).
 
-* `spearman`: rank correlation with average ranks for ties (NumPy; checked against scipy in
-  the tests).
+* `spearman`: rank correlation with average ranks for ties (`cv_jax.human.stats.spearman`,
+  re-exported here; checked against scipy in the tests).
 * `agreement`: Spearman over the units both sides have, the per-model means of MIS and human
   accuracy, and (with several models) Spearman over model means, as the paper reports.
 * `fit_alpha`: the alpha minimising the squared error between mean sigma(alpha * Delta) and
@@ -20,6 +20,8 @@ import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from cv_jax.human.stats import spearman
 
 
 def read_accuracy_table(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -45,35 +47,6 @@ def read_accuracy_table(path: str | os.PathLike) -> list[dict[str, Any]]:
   if not rows:
     raise ValueError(f"{path}: no rows")
   return rows
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-  """1-based ranks, ties given their average rank."""
-  order = np.argsort(x, kind="mergesort")
-  xs = x[order]
-  ranks = np.empty(x.size, np.float64)
-  i = 0
-  while i < x.size:
-    j = i
-    while j + 1 < x.size and xs[j + 1] == xs[i]:
-      j += 1
-    ranks[order[i:j + 1]] = 0.5 * (i + j) + 1.0
-    i = j + 1
-  return ranks
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-  """Spearman's rank correlation (Pearson of average ranks); NaN with < 2 pairs or no spread."""
-  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-  if x.shape != y.shape:
-    raise ValueError(f"x {x.shape} and y {y.shape} differ in shape")
-  ok = np.isfinite(x) & np.isfinite(y)
-  x, y = x[ok], y[ok]
-  if x.size < 2:
-    return float("nan")
-  rx, ry = _ranks(x) - (x.size + 1) / 2, _ranks(y) - (y.size + 1) / 2
-  den = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
-  return float((rx * ry).sum() / den) if den > 0 else float("nan")
 
 
 def agreement(mis: Mapping[str, float], human: Sequence[Mapping[str, Any]],

@@ -44,13 +44,81 @@ def caffe_pool_padding(size: int, kernel: int, stride: int, pad: int) -> tuple[i
 
 def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int,
            padding: str | Padding) -> jax.Array:
-  """2-D convolution, NHWC input, HWIO kernel; `padding` is "SAME", "VALID" or explicit pairs."""
+  """2-D convolution, NHWC input, HWIO kernel; `padding` is "SAME", "VALID" or explicit pairs.
+
+  The input gradient is computed by `_conv_input_grad` as an ordinary (forward-style, HWIO)
+  convolution of the cotangent with the flipped, transposed kernel; for strides above 1 as one
+  stride-1 convolution whose output channels hold the stride x stride phases of the input,
+  interleaved afterwards (no zero-dilated cotangent). XLA CPU runs these through the same fast
+  convolution path as the forward pass; the transposed convolution that `lax`'s own gradient
+  emits (kernel in OIHW-like order, lhs dilation for strides) takes a slower path there, about
+  5x the forward convolution's time. The weight gradient is `lax`'s own.
+  """
   if padding == "SAME":
     padding = [same_padding(x.shape[i + 1], kernel.shape[i], stride) for i in range(2)]
-  y = lax.conv_general_dilated(
-      x, kernel, window_strides=(stride, stride), padding=padding,
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return y + bias
+  elif padding == "VALID":
+    padding = [(0, 0), (0, 0)]
+  pads = ((int(padding[0][0]), int(padding[0][1])), (int(padding[1][0]), int(padding[1][1])))
+  return _conv(x, kernel, int(stride), pads) + bias
+
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv_plain(x, kernel, stride, pads):
+  return lax.conv_general_dilated(x, kernel, window_strides=(stride, stride), padding=pads,
+                                  dimension_numbers=_DN)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv(x, kernel, stride, pads):
+  return _conv_plain(x, kernel, stride, pads)
+
+
+def _conv_fwd(x, kernel, stride, pads):
+  return _conv_plain(x, kernel, stride, pads), (x, kernel)
+
+
+def _conv_bwd(stride, pads, res, g):
+  x, kernel = res
+  dx = _conv_input_grad(g, kernel, x.shape, stride, pads)
+  _, kernel_vjp = jax.vjp(lambda k: _conv_plain(x, k, stride, pads), kernel)
+  return dx, kernel_vjp(g)[0]  # unused (and removed by XLA) when only images are differentiated
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def _conv_input_grad(g: jax.Array, kernel: jax.Array, x_shape, stride: int,
+                     pads: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+  """d(sum(conv(x, kernel) * g)) / dx for an NHWC `x` of shape `x_shape`.
+
+  With n + pad_low = stride * q + r (per axis), dx[n] = sum_t g[q - t] * kernel[stride * t + r]:
+  for each phase r a stride-1 correlation of g with the phase's sub-kernel, flipped. All phases
+  are output channels of one convolution (kernel zero-padded to a multiple of the stride), and a
+  depth-to-space reshape interleaves them; the low padding of the forward pass is then cropped.
+  """
+  kh, kw, ci, co = kernel.shape
+  s = stride
+  _, nh, nw, _ = x_shape
+  _, mh, mw, _ = g.shape
+  (plh, phh), (plw, phw) = pads
+  if s == 1 and min(kh - 1 - plh, kh - 1 - phh, kw - 1 - plw, kw - 1 - phw) >= 0:
+    wt = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+    return lax.conv_general_dilated(
+        g, wt, (1, 1), ((kh - 1 - plh, kh - 1 - phh), (kw - 1 - plw, kw - 1 - phw)),
+        dimension_numbers=_DN)
+  th, tw = -(-kh // s), -(-kw // s)
+  w = jnp.pad(kernel, ((0, th * s - kh), (0, tw * s - kw), (0, 0), (0, 0)))
+  w = w.reshape(th, s, tw, s, ci, co)[::-1, :, ::-1]      # [t_y, r_y, t_x, r_x, ci, co], t flipped
+  w = w.transpose(0, 2, 5, 1, 3, 4).reshape(th, tw, co, s * s * ci)
+  qh, qw = -(-(nh + plh) // s), -(-(nw + plw) // s)      # phases rows/cols needed
+  z = lax.conv_general_dilated(
+      g, w, (1, 1), ((th - 1, max(qh - mh, 0)), (tw - 1, max(qw - mw, 0))),
+      dimension_numbers=_DN)[:, :qh, :qw]
+  b = g.shape[0]
+  d = z.reshape(b, qh, qw, s, s, ci).transpose(0, 1, 3, 2, 4, 5).reshape(b, qh * s, qw * s, ci)
+  return d[:, plh:plh + nh, plw:plw + nw]
 
 
 def max_pool(x: jax.Array, kernel: int, stride: int, padding: Padding) -> jax.Array:
@@ -66,6 +134,13 @@ def max_pool(x: jax.Array, kernel: int, stride: int, padding: Padding) -> jax.Ar
 
 
 def _max_pool_plain(x, kernel, stride, pads):
+  if stride == 1:  # the k*k shifted views' maximum: one fused pass, ~4x XLA CPU's reduce-window
+    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=-jnp.inf)
+    n, hp, wp, c = xp.shape
+    ho, wo = hp - kernel + 1, wp - kernel + 1
+    views = [lax.slice(xp, (0, dy, dx, 0), (n, dy + ho, dx + wo, c))
+             for dy in range(kernel) for dx in range(kernel)]
+    return functools.reduce(jnp.maximum, views)
   return lax.reduce_window(x, -jnp.inf, lax.max, (1, kernel, kernel, 1),
                            (1, stride, stride, 1), ((0, 0), pads[0], pads[1], (0, 0)))
 
@@ -83,45 +158,50 @@ def _max_pool_fwd(x, kernel, stride, pads):
 def _max_pool_bwd(kernel, stride, pads, res, g):
   """Route each output cotangent to the first maximal input of its window.
 
-  One pass over the k*k strided views of the padded input finds, per output cell, the first
-  window offset d = (dy, dx) (row-major) whose input equals the pooled maximum. Input cell
-  p = stride*o + d then receives g[o]. Written per input phase r = p mod stride: with
-  d = stride*a + r, cell q of phase r sums g[q - a] over the offsets of that phase (plain
-  shifts, no scatter); the phases are interleaved back by a reshape.
+  One pass over the k*k strided views of the padded input finds, per output cell o, the first
+  window offset d = (dy, dx) (row-major) whose input equals the pooled maximum; input cell p
+  then receives g[o] from every window o with p + pad = stride * o + d and first[o] = d
+  (`_route_shifted`). No scatter and no select-and-scatter (XLA CPU lowers that to an
+  index-carrying reduce-window plus a scatter, several times slower), and no interleave of
+  per-phase results (a concatenate fusion that XLA CPU ran at several times the cost of the
+  shifted form inside the feature-visualisation step).
   """
   x, y = res
   n, h, w, c = x.shape
   (pt, pb), (pl, pr) = pads
   s, k = stride, kernel
   xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-jnp.inf)
-  hp, wp = xp.shape[1:3]
   ho, wo = y.shape[1:3]
-  first = jnp.full(y.shape, k * k, jnp.int32)
+  first = jnp.full(y.shape, k * k, jnp.int8)
   for d in reversed(range(k * k)):
     dy, dx = divmod(d, k)
     view = lax.slice(xp, (0, dy, dx, 0), (n, dy + s * (ho - 1) + 1, dx + s * (wo - 1) + 1, c),
                      (1, s, s, 1))
-    first = jnp.where(view == y, d, first)
-  qh, qw = -(-hp // s), -(-wp // s)
+    first = jnp.where(view == y, jnp.int8(d), first)
+  return (_route_shifted(first, g, x.shape, k, s, pads),)
 
-  def shifted(a, ah, aw):  # out[q] = a[q - (ah, aw)], zero outside, shape (n, qh, qw, c)
-    return lax.pad(a, jnp.zeros((), a.dtype),
-                   ((0, 0, 0), (ah, qh - ho - ah, 0), (aw, qw - wo - aw, 0), (0, 0, 0)))
 
-  zero = jnp.zeros((), g.dtype)
-  rows = []
-  for rh in range(s):
-    cols = []
-    for rw in range(s):
-      acc = jnp.zeros((n, qh, qw, c), g.dtype)
-      for dy in range(rh, k, s):
-        for dx in range(rw, k, s):
-          d = dy * k + dx
-          acc = acc + shifted(jnp.where(first == d, g, zero), dy // s, dx // s)
-      cols.append(acc)
-    rows.append(jnp.stack(cols, axis=3))  # (n, qh, qw, s, c)
-  full = jnp.stack(rows, axis=2).reshape(n, qh * s, qw * s, c)  # (n, qh, s, qw, s, c)
-  return (full[:, pt:pt + h, pl:pl + w, :],)
+def _route_shifted(first, g, x_shape, k, s, pads):
+  """Spread `first` and `g` onto the input grid once (`lax.pad`, interior padding s - 1, -1 in
+  `first`'s gaps); input cell p then reads both at p + pad - d for each offset d: k*k shifted
+  slices of two arrays and a sum, one fused elementwise pass."""
+  n, h, w, c = x_shape
+  (pt, _), (pl, _) = pads
+  ho, wo = g.shape[1:3]
+  lh, lw = max(0, k - 1 - pt), max(0, k - 1 - pl)
+  hh, hw = max(0, h + pt - s * (ho - 1) - 1), max(0, w + pl - s * (wo - 1) - 1)
+  spread = ((0, 0, 0), (lh, hh, s - 1), (lw, hw, s - 1), (0, 0, 0))
+  fs = lax.pad(first, jnp.asarray(-1, first.dtype), spread)
+  gs = lax.pad(g, jnp.zeros((), g.dtype), spread)
+  out = None
+  for d in range(k * k):
+    dy, dx = divmod(d, k)
+    start = (0, pt - dy + lh, pl - dx + lw, 0)
+    limit = (n, start[1] + h, start[2] + w, c)
+    term = jnp.where(lax.slice(fs, start, limit) == d, lax.slice(gs, start, limit),
+                     jnp.zeros((), g.dtype))
+    out = term if out is None else out + term
+  return out
 
 
 _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
@@ -151,8 +231,10 @@ def lrn(x: jax.Array, size: int, alpha: float, beta: float, bias: float) -> jax.
   PyTorch's and Caffe's alpha divided by their `size`.
 
   The gradient is the closed form (`_lrn_bwd`): one more channel-window sum, reusing the
-  forward pass's power (autodiff recomputes it). `pow` is kept (an rsqrt form moved the BVLC
-  input gradient 2e-5 away from PyTorch's, over the equivalence tests' 1e-5).
+  forward pass's power (autodiff recomputes it). The power is exp(-beta log d): within float32
+  round-off of `pow` (max relative error against float64 3.6e-8 vs 3.1e-8 on BVLC's range),
+  and about 5x faster on XLA CPU, whose `pow` is not vectorised. (An rsqrt form, error 1.6e-7,
+  moved the BVLC input gradient 2e-5 away from PyTorch's, over the equivalence tests' 1e-5.)
   """
   return _lrn(x, int(size), float(alpha), float(beta), float(bias))
 
@@ -165,7 +247,7 @@ def _window_sum(v: jax.Array, size: int, low: int) -> jax.Array:
 
 def _lrn_parts(x, size, alpha, beta, bias):
   d = bias + alpha * _window_sum(x * x, size, size // 2)
-  p = d ** (-beta)
+  p = jnp.exp(-beta * jnp.log(d))  # d ** -beta: XLA CPU's pow is ~5x slower, same accuracy
   return x * p, d, p
 
 

@@ -26,7 +26,9 @@ def sweep_from_config(c):
   if c.get("coordinator_address"):
     jax.distributed.initialize(c.coordinator_address, num_processes=c.num_processes,
                                process_id=c.process_id)
-  # The images first: a bad folder fails before the weights are looked up (or downloaded).
+  # The model's name, then the images: a typo or a bad folder fails before the weights are
+  # looked up (or anything is downloaded).
+  cli_support.check_model(c.model)
   source = open_source(c.source, resize=c.resize, crop=c.crop, max_images=c.max_images or None,
                        subset_seed=None if c.subset_seed < 0 else c.subset_seed)
   model = cli_support.load_model(c.model, c.weights, random_init=c.random_init)

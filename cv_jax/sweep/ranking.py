@@ -3,7 +3,7 @@
 One pass over an image source. Each batch is decoded in parallel threads, sharded over all
 devices, run through the network (one jit-compiled step for the whole sweep), reduced to the
 spatial mean of every channel of the requested layers, and merged into running top-k and
-bottom-k tables kept on the devices (exact: a sort of the running table and the batch).
+bottom-k tables kept on the devices (exact: the sorted batch merged into the sorted table by rank).
 
 Determinism. Image ids are the source's order. Ties are broken by image id (the smaller id
 ranks first, in the top-k and in the bottom-k tables alike). The forward pass runs in fixed
@@ -154,12 +154,32 @@ def resolve_layers(model, layers: Sequence[str] | str | None) -> list[str]:
 
 
 def _merge(val, idx, new_val, new_idx, k: int, largest: bool):
-  """Exact k best of (running table ∪ batch) per row, ties broken by the smaller id."""
-  v = jnp.concatenate([val, new_val], axis=1)
-  i = jnp.concatenate([idx, jnp.broadcast_to(new_idx[None, :], new_val.shape)], axis=1)
-  key = -v if largest else v
-  _, i_s, v_s = jax.lax.sort((key, i, v), dimension=1, num_keys=2)
-  return v_s[:, :k], i_s[:, :k]
+  """Exact k best of (running table ∪ batch) per row, ties broken by the smaller id.
+
+  The table is kept sorted by (key, id), key = -value for the top table and value for the
+  bottom one. Only the batch is sorted; the two sorted lists are then merged by rank: batch
+  entry m lands at m + #(table entries before it), and output position p takes batch entry
+  #(batch positions < p) if one lands there, else table entry p minus that count. Same result
+  as sorting table and batch together, bit for bit, at about half the cost on XLA CPU.
+  """
+  c, b = new_val.shape
+  kt = -val if largest else val
+  kb = -new_val if largest else new_val
+  ib = jnp.broadcast_to(new_idx[None, :], new_val.shape)
+  kb, ib, vb = jax.lax.sort((kb, ib, new_val), dimension=1, num_keys=2)
+  # batch entry m strictly before table entry j in (key, id) order: (c, k, b)
+  b_first = (kb[:, None, :] < kt[:, :, None]) | (
+      (kb[:, None, :] == kt[:, :, None]) & (ib[:, None, :] < idx[:, :, None]))
+  pos_b = jnp.arange(b, dtype=jnp.int32)[None, :] + jnp.sum(~b_first, axis=1, dtype=jnp.int32)
+  # cnt[p] = #(batch entries placed before position p), p = 0..k; pos_b rises strictly
+  p = jnp.arange(k + 1, dtype=jnp.int32)
+  cnt = jnp.sum(pos_b[:, None, :] < p[None, :, None], axis=2, dtype=jnp.int32)
+  from_b = cnt[:, 1:] > cnt[:, :k]
+  cnt = cnt[:, :k]
+  jb, jt = jnp.minimum(cnt, b - 1), p[None, :k] - cnt
+  out_v = jnp.where(from_b, jnp.take_along_axis(vb, jb, 1), jnp.take_along_axis(val, jt, 1))
+  out_i = jnp.where(from_b, jnp.take_along_axis(ib, jb, 1), jnp.take_along_axis(idx, jt, 1))
+  return out_v, out_i
 
 
 def _build_step(model, layers: tuple[str, ...], k: int, micro_batch: int, mesh: Mesh):
