@@ -172,12 +172,13 @@ def _max_pool_bwd(kernel, stride, pads, res, g):
   s, k = stride, kernel
   xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-jnp.inf)
   ho, wo = y.shape[1:3]
-  first = jnp.full(y.shape, k * k, jnp.int8)
+  offsets = jnp.int8 if k * k < 127 else jnp.int32  # int8: less memory traffic when routing
+  first = jnp.full(y.shape, k * k, offsets)
   for d in reversed(range(k * k)):
     dy, dx = divmod(d, k)
     view = lax.slice(xp, (0, dy, dx, 0), (n, dy + s * (ho - 1) + 1, dx + s * (wo - 1) + 1, c),
                      (1, s, s, 1))
-    first = jnp.where(view == y, jnp.int8(d), first)
+    first = jnp.where(view == y, jnp.asarray(d, offsets), first)
   return (_route_shifted(first, g, x.shape, k, s, pads),)
 
 
