@@ -129,6 +129,17 @@ def answer_side(doc: dict, db_file: str, session_id: int, phase: str, attempt: i
   return trials_lib.shown_images(doc, task, entry)["correct"]
 
 
+def postgres_cluster() -> Iterator[str]:
+  """Body of a module `postgres` fixture: the URL of a PostgreSQL for the module
+  (`CV_JAX_TEST_PG_URL`, else a throwaway cluster), stopped afterwards; skips when neither exists."""
+  import pytest
+  pg = Postgres()
+  if not pg.available:
+    pytest.skip("no PostgreSQL (set CV_JAX_TEST_PG_URL or install postgresql-15)")
+  yield pg.start()
+  pg.stop()
+
+
 def chromium_path() -> str | None:
   return shutil.which("chromium") or shutil.which("chromium-browser")
 

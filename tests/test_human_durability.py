@@ -37,11 +37,7 @@ def exp_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def postgres():
-  pg = hu.Postgres()
-  if not pg.available:
-    pytest.skip("no PostgreSQL (set CV_JAX_TEST_PG_URL or install postgresql-15)")
-  yield pg.start()
-  pg.stop()
+  yield from hu.postgres_cluster()
 
 
 def max_hashes(exp_dir):

@@ -38,11 +38,7 @@ def experiment(exp_dir):
 
 @pytest.fixture(scope="module")
 def postgres():
-  pg = hu.Postgres()
-  if not pg.available:
-    pytest.skip("no PostgreSQL (set CV_JAX_TEST_PG_URL or install postgresql-15)")
-  yield pg.start()
-  pg.stop()
+  yield from hu.postgres_cluster()
 
 
 def _study(tmp_path, exp_dir, experiment, settings=Settings(), db=None):
