@@ -71,7 +71,9 @@ def test_output_shapes_and_truncation(inc):
   assert out["softmax2_pre_activation"].shape == (2, 1008)
   # Truncation: the program for mixed3a has no parameters of later blocks.
   jaxpr = jax.make_jaxpr(lambda p, x: inc.apply(p, x, ["mixed3a"]))(inc.params(), x)
-  assert _count_primitive(jaxpr.jaxpr, "conv_general_dilated") == 3 + 6  # stem + one block
+  # stem + one block: 1x1 convolutions are matrix products (layers._pointwise), the rest convs
+  assert _count_primitive(jaxpr.jaxpr, "conv_general_dilated") == 2 + 2
+  assert _count_primitive(jaxpr.jaxpr, "dot_general") == 1 + 4
 
 
 def _count_primitive(jaxpr, name: str) -> int:
