@@ -80,6 +80,21 @@ def test_diversity_matches_direct_loop_value_and_gradient():
   assert value(O.diversity("layer"), {"layer": same}) == pytest.approx(2.0, rel=1e-5)
 
 
+def test_gram_gradient_is_the_product_rule():
+  """`gram_matrices`' one-product VJP against NumPy's closed form F (dG + dG^T), float64, with
+  an asymmetric cotangent (the case a symmetric-only shortcut would get wrong)."""
+  from cv_jax.featvis.objectives import gram_matrices
+  rng = np.random.default_rng(3)
+  a = rng.standard_normal((3, 4, 5, 6))
+  dg = rng.standard_normal((3, 6, 6))
+  with jax.enable_x64(True):
+    _, vjp = jax.vjp(gram_matrices, jnp.asarray(a))
+    got = np.asarray(vjp(jnp.asarray(dg))[0])
+  f = a.reshape(3, -1, 6)
+  want = np.stack([f[b] @ (dg[b] + dg[b].T) for b in range(3)]).reshape(a.shape)
+  np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_input_penalties():
   assert value(O.L1(constant=0.5)) == pytest.approx(np.abs(X - 0.5).sum(), rel=1e-5)
   np.testing.assert_allclose(grad_wrt(O.L1(constant=0.5), "input"), np.sign(X - 0.5))
