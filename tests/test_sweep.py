@@ -23,7 +23,7 @@ from PIL import Image
 from cv_jax import models
 from cv_jax.data import BatchLoader, open_source
 from cv_jax.sweep import SweepResult, run, select_exemplars
-from cv_jax.sweep.ranking import _NO_ID, _merge
+from cv_jax.sweep.ranking import _NO_ID, _count_not_after, _merge
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LAYERS = ("mixed3a_pre_relu", "mixed4a_pre_relu")
@@ -105,6 +105,62 @@ def test_streaming_merge_is_exact_with_ties():
     ref_idx, ref_val = _lexsort_topk(m, k, largest)
     np.testing.assert_array_equal(np.asarray(idx), ref_idx)
     np.testing.assert_array_equal(np.asarray(val), ref_val)
+
+
+def test_merge_any_ids_padding_and_shapes():
+  """_merge on one step's worth of inputs equals a lexsort of (table ∪ batch), for ids in any
+  order (batch ids below the table's), padded rows (id _NO_ID, value -inf/inf) in the batch
+  and the table, and table depths around powers of two, k < b, k = 1, b = 1."""
+  import jax
+  rng = np.random.default_rng(7)
+  merge = jax.jit(_merge, static_argnums=(4, 5))
+  for k, b in ((1, 5), (8, 3), (16, 16), (13, 40), (33, 1), (64, 32)):
+    c = 4
+    for largest in (True, False):
+      pad = -np.inf if largest else np.inf
+      n_tab = int(rng.integers(0, k + 1))  # filled table slots; the rest is padding
+      ids = rng.permutation(10 * (k + b)).astype(np.int32)
+      t_ids, b_ids = ids[:k].copy(), ids[k:k + b].copy()
+      tv = rng.integers(-2, 3, (c, k)).astype(np.float32)
+      tv[:, n_tab:] = pad
+      ti = np.broadcast_to(t_ids, (c, k)).copy()
+      ti[:, n_tab:] = _NO_ID
+      order = np.lexsort((ti, -tv if largest else tv), axis=1)
+      tv, ti = np.take_along_axis(tv, order, 1), np.take_along_axis(ti, order, 1)
+      bv = rng.integers(-2, 3, (c, b)).astype(np.float32)
+      invalid = rng.random(b) < 0.3
+      b_ids[invalid] = _NO_ID
+      bv[:, invalid] = pad
+      out_v, out_i = merge(tv, ti, bv, b_ids, k, largest)
+      all_v = np.concatenate([tv, bv], 1)
+      all_i = np.concatenate([ti, np.broadcast_to(b_ids, (c, b))], 1)
+      ref = np.lexsort((all_i, -all_v if largest else all_v), axis=1)[:, :k]
+      np.testing.assert_array_equal(np.asarray(out_i), np.take_along_axis(all_i, ref, 1),
+                                    err_msg=f"k={k} b={b} largest={largest}")
+      np.testing.assert_array_equal(np.asarray(out_v), np.take_along_axis(all_v, ref, 1),
+                                    err_msg=f"k={k} b={b} largest={largest}")
+
+
+def test_count_not_after_is_a_lexicographic_search():
+  """The binary search counts table entries <= each query in (key, id) order (numpy count of
+  the pairwise comparison as the reference), queries below, inside, equal to and above the
+  table, for k = 1, a power of two and one more."""
+  import jax
+  rng = np.random.default_rng(3)
+  search = jax.jit(_count_not_after)
+  for k in (1, 8, 9, 200):
+    c, b = 3, 24
+    kt = np.sort(rng.integers(-4, 5, (c, k)).astype(np.float32), axis=1)
+    it = rng.integers(0, 50, (c, k)).astype(np.int32)
+    it = np.take_along_axis(it, np.lexsort((it, kt), axis=1), 1)  # sorted by (key, id)
+    qk = rng.integers(-6, 7, (c, b)).astype(np.float32)
+    qi = rng.integers(-1, 52, (c, b)).astype(np.int32)
+    qk[:, :2], qi[:, :2] = kt[:, :1], it[:, :1]  # exact (key, id) matches: first, last entry
+    qk[:, 2:4], qi[:, 2:4] = kt[:, -1:], it[:, -1:]
+    qk[:, 4], qk[:, 5] = -np.inf, np.inf
+    le = (kt[:, None, :] < qk[:, :, None]) | ((kt[:, None, :] == qk[:, :, None])
+                                              & (it[:, None, :] <= qi[:, :, None]))
+    np.testing.assert_array_equal(np.asarray(search(kt, it, qk, qi)), le.sum(2), err_msg=f"k={k}")
 
 
 def test_sweep_topk_matches_full_sort(swept, reference):
