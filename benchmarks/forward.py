@@ -1,8 +1,11 @@
 """Forward and forward+backward throughput: cv_jax (jit) vs the PyTorch port, same weights.
 
-    PYTHONPATH=. python benchmarks/forward.py [--model=googlenet_bvlc] [--batch=32] [--iters=5]
+    PYTHONPATH=. python benchmarks/forward.py [--model=googlenet_bvlc] [--batch=32] [--iters=5] \
+        [--cpu_devices=2] [--micro_batch=8]
 
-Both run on the CPU in float32 with the same number of threads; the PyTorch side runs in the faster
+cv_jax runs its batched path, `cv_jax.models.data_parallel`: the batch split over the JAX CPU
+devices (`--cpu_devices`, one per core in `python -m benchmarks`) and micro-batches on each.
+Both use every core; the PyTorch side (intra-op threads, all cores) runs in the faster
 of its two memory formats (NCHW or channels-last, measured in the same run). The PyTorch side is
 `cv_jax.testing.torch_reference.CaffeGoogLeNet` (BVLC weights from the Caffe npz) or
 `LucentInceptionV1` (`--model=inceptionv1`, random weights), under `torch.inference_mode` for the
@@ -40,6 +43,8 @@ ITERS = flags.DEFINE_integer("iters", 5, "Timed calls.")
 THREADS = flags.DEFINE_integer("threads", 0, "Torch threads (0 = all cores, as XLA uses).")
 GRAD_LAYER = flags.DEFINE_string("grad_layer", "mixed4a", "Layer of the channel-mean objective.")
 CHANNEL = flags.DEFINE_integer("channel", 476, "Channel of the objective.")
+MICRO = flags.DEFINE_integer("micro_batch", 8, "cv_jax rows per device per pass (0: all at once).")
+CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "JAX CPU devices (0: $CV_JAX_CPU_DEVICES, else 1).")
 
 
 def timeit(fn, warmup: int, iters: int) -> tuple[float, float]:
@@ -59,7 +64,8 @@ def timeit(fn, warmup: int, iters: int) -> tuple[float, float]:
 
 def compare(model_name: str = "googlenet_bvlc", weights: str = WEIGHTS.default, batch: int = 32,
             size: int = 224, warmup: int = 3, iters: int = 5, threads: int = 0,
-            grad_layer: str = "mixed4a", channel: int = 476) -> tuple[list, dict]:
+            grad_layer: str = "mixed4a", channel: int = 476,
+            micro_batch: int | None = 8) -> tuple[list, dict]:
   """Time forward and forward + input gradient, cv_jax vs PyTorch, after checking both agree.
 
   Returns (rows, info): rows (pass, jax first-call s, jax s/call, torch s/call, FLOPs/image).
@@ -82,12 +88,15 @@ def compare(model_name: str = "googlenet_bvlc", weights: str = WEIGHTS.default, 
   x = jnp.asarray(x_np)
   xt = R.to_nchw(x_np)
 
-  fwd = jax.jit(lambda p, v: model.apply(p, v, ("softmax2",))["softmax2"])
+  # cv_jax's batched path: rows split over the local devices (one per core when the run asks
+  # for it, `cv_jax.devices`), micro-batches of `micro_batch` on each (models.data_parallel).
+  fwd = models.data_parallel(lambda p, v: model.apply(p, v, ("softmax2",))["softmax2"],
+                             micro_batch=micro_batch)
 
-  def loss(p, v):
-    return -jnp.mean(model.apply(p, v, (layer,))[layer][..., c])
+  def loss(p, v):  # the batch's mean channel activation; a sum over rows, so it splits exactly
+    return -jnp.sum(jnp.mean(model.apply(p, v, (layer,))[layer][..., c], axis=(1, 2))) / b
 
-  grad = jax.jit(jax.grad(loss, argnums=1))
+  grad = models.data_parallel(jax.grad(loss, argnums=1), micro_batch=micro_batch)
 
   from benchmarks.common import channels_last, faster_torch_layout
   ref_cl, xt_cl = channels_last(copy.deepcopy(ref)), channels_last(xt)
@@ -151,6 +160,7 @@ def compare(model_name: str = "googlenet_bvlc", weights: str = WEIGHTS.default, 
       tt.append(time.perf_counter() - t0)
     rows.append((what, first, float(np.median(jt)), float(np.median(tt)), fl))
   info = dict(model=model.name, batch=b, size=s, threads=threads, torch=torch.__version__,
+              jax_devices=jax.local_device_count(), micro_batch=micro_batch,
               jax=jax.__version__, device=jax.devices()[0].device_kind, grad_rel_diff=float(rel),
               layer=layer, channel=c, torch_layout_forward=fwd_layout,
               torch_layout_grad=grad_layout)
@@ -170,17 +180,24 @@ def run(quick: bool = False) -> list[dict]:
         f"forward + input gradient to {info['layer']}, batch {info['batch']}")
     out.append(dict(path=name, command="benchmarks/forward.py", unit="img/s",
                     cv_jax=info["batch"] / j_t, peer=info["batch"] / t_t, peer_what=peer, goal=goal,
-                    notes=f"jax {fl * info['batch'] / j_t / 1e9:.0f} GFLOP/s, first call "
+                    notes=f"cv_jax: models.data_parallel over {info['jax_devices']} JAX "
+                          f"device(s), micro-batches of {info['micro_batch']}; jax "
+                          f"{fl * info['batch'] / j_t / 1e9:.0f} GFLOP/s, first call "
                           f"{first:.1f} s"))
   return out
 
 
 def main(argv):
   del argv
+  from cv_jax import devices
+  if CPU_DEVICES.value or devices.requested():
+    devices.use_cpu_devices(CPU_DEVICES.value or devices.requested())
   rows, info = compare(MODEL.value, WEIGHTS.value, BATCH.value, SIZE.value, WARMUP.value,
-                       ITERS.value, THREADS.value, GRAD_LAYER.value, CHANNEL.value)
+                       ITERS.value, THREADS.value, GRAD_LAYER.value, CHANNEL.value,
+                       MICRO.value or None)
   b = info["batch"]
   print(f"\nmodel {info['model']}, batch {b}, {info['size']}x{info['size']}, float32, "
+        f"jax devices {info['jax_devices']}, micro-batch {info['micro_batch']}, "
         f"{info['device']}, {os.cpu_count()} cores, torch threads {info['threads']}, "
         f"torch {info['torch']}, jax {info['jax']}")
   print(f"grad rel. diff jax vs torch {info['grad_rel_diff']:.1e}; torch layout: forward "

@@ -48,15 +48,22 @@ MAX_LOAD_PER_CORE = 1.0
 
 def _child(module: str, quick: bool) -> None:
   import importlib
+
+  from cv_jax import devices
+  if devices.requested():  # before the module's first JAX computation
+    devices.use_cpu_devices(devices.requested())
   rows = importlib.import_module(module).run(quick)
   print(_MARK + json.dumps(rows), flush=True)
 
 
-def run_module(name: str, quick: bool, timeout: float) -> dict:
-  """Run one registered module in a subprocess; its rows plus load before/after and status."""
+def run_module(name: str, quick: bool, timeout: float, cpu_devices: int = 0) -> dict:
+  """Run one registered module in a subprocess; its rows plus load before/after and status.
+  `cpu_devices` > 0 gives the child's JAX that many CPU devices (`cv_jax.devices`)."""
   before = load_per_core()
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
       [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+  if cpu_devices:
+    env["CV_JAX_CPU_DEVICES"] = str(cpu_devices)
   cmd = [sys.executable, "-m", "benchmarks.run_all", "--child", REGISTRY[name]]
   if quick:
     cmd.append("--quick")
@@ -146,6 +153,9 @@ def main(argv=None) -> int:
   ap.add_argument("--only", default="", help=f"comma-separated subset of {','.join(REGISTRY)}")
   ap.add_argument("--out", default="bench_results", help="folder for benchmarks.{md,json}")
   ap.add_argument("--timeout", type=float, default=1800, help="seconds per module")
+  ap.add_argument("--cpu_devices", type=int, default=os.cpu_count() or 1,
+                  help="JAX CPU devices for cv_jax (default: one per core, cv_jax.devices; 1: "
+                       "XLA's single device). PyTorch peers use all cores as threads either way")
   ap.add_argument("--child", default="", help=argparse.SUPPRESS)
   args = ap.parse_args(argv)
   if args.child:
@@ -160,13 +170,14 @@ def main(argv=None) -> int:
   results = []
   for n in names:
     print(f"[{n}] running ...", flush=True)
-    r = run_module(n, args.quick, args.timeout)
+    r = run_module(n, args.quick, args.timeout, args.cpu_devices)
     print(f"[{n}] {'error: ' + r['error'] if r['error'] else 'done'}", flush=True)
     results.append(r)
   now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   header = (f"Speed table, {now}, {platform.node()}: {os.cpu_count()} CPU cores, "
-            f"{platform.processor() or platform.machine()}; `python -m benchmarks"
-            f"{' --quick' if args.quick else ''}`")
+            f"{platform.processor() or platform.machine()}; cv_jax on {args.cpu_devices} JAX "
+            f"CPU device(s); `python -m benchmarks{' --quick' if args.quick else ''}"
+            f"{'' if args.cpu_devices == (os.cpu_count() or 1) else f' --cpu_devices={args.cpu_devices}'}`")
   text = table(results, header)
   print("\n" + text)
   out = pathlib.Path(args.out)

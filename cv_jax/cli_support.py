@@ -39,6 +39,11 @@ PACKAGE = pathlib.Path(__file__).resolve().parent
 # files; ImportError a missing optional dependency (e.g. tensorflow-datasets).
 USER_ERRORS = (ValueError, OSError, ImportError, app.UsageError, flags.Error)
 
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", None,
+    "JAX CPU devices (0 or unset: $CV_JAX_CPU_DEVICES, else XLA's one device); one per core "
+    "lets the sweep, occlusion and batched forward passes run a slice per core (cv_jax.devices)")
+
 
 class UsageError(ValueError):
   """Bad input from the command line; reported as one line."""
@@ -148,11 +153,16 @@ def run(command: str, main: Callable[[list[str]], object],
 
   def parse(full_argv: list[str]) -> list[str]:
     try:
-      return flags.FLAGS(full_argv)
-    except flags.Error as e:
+      rest = flags.FLAGS(full_argv)
+      from cv_jax import devices
+      n = _CPU_DEVICES.value or devices.requested()
+      if n:
+        devices.use_cpu_devices(n)
+      return rest
+    except (flags.Error, ValueError) as e:
       if debug() or _verbose(full_argv):
         raise
-      fail(command, _flag_error(command, e))
+      fail(command, _flag_error(command, e) if isinstance(e, flags.Error) else str(e))
 
   app.run(guard(command, main), argv=[f"cv-jax {command}", "--verbosity=-1", *args],
           flags_parser=parse)

@@ -49,8 +49,9 @@ def run_model(model_name: str, weights: str | None, paths: Sequence[str], layers
               batch_size: int = 32, resize: int = 256, crop: int = 224,
               spatial_mean: bool = False, progress: bool = True) -> dict[str, np.ndarray]:
   """Activations of `layers` for image files, batched and jit-compiled once per batch shape."""
-  import jax
   from tqdm import tqdm
+
+  from cv_jax.models import data_parallel
 
   if not paths:
     raise UsageError("no images given; pass image files as arguments")
@@ -58,12 +59,13 @@ def run_model(model_name: str, weights: str | None, paths: Sequence[str], layers
   model = load_model(model_name, weights)
   layers = [model.resolve(l) for l in layers]
 
-  @jax.jit
-  def forward(params, x):
+  def batch_forward(params, x):
     acts = model.apply(params, x, layers)
     if spatial_mean:
       acts = {k: v.mean(axis=(1, 2)) if v.ndim == 4 else v for k, v in acts.items()}
     return acts
+
+  forward = data_parallel(batch_forward)  # a slice per device (per core with --cpu_devices)
 
   params = model.params()
   chunks: dict[str, list[np.ndarray]] = {l: [] for l in layers}

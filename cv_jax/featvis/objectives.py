@@ -135,9 +135,10 @@ def diversity_value(a: jax.Array) -> jax.Array:
   g = gram_matrices(a)
   g = g * jax.lax.rsqrt(jnp.maximum(jnp.sum(g * g, axis=(1, 2), keepdims=True), 1e-10))
   flat = g.reshape(g.shape[0], -1)
-  # sum_{i != j} <f_i, f_j> = |sum_i f_i|^2 - sum_i |f_i|^2: elementwise, no (B x B) product
-  # (a B x C^2 matrix product whose gradient XLA CPU runs at ~1 GFLOP/s).
-  total = jnp.sum(flat, axis=0)
+  # sum_{i != j} <f_i, f_j> = |sum_i f_i|^2 - sum_i |f_i|^2: no (B x B) product (a B x C^2
+  # matrix product whose gradient XLA CPU runs at ~1 GFLOP/s). The batch sum is a product with
+  # ones: XLA CPU's reduce over the leading axis took 2.3x as long (fwd+grad, B=9, C=512).
+  total = jnp.ones((flat.shape[0],), flat.dtype) @ flat
   return (jnp.sum(total * total) - jnp.sum(flat * flat)) / a.shape[0]
 
 

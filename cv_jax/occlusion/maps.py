@@ -89,7 +89,27 @@ def _build(model: Network, layer: str, size: int, fill_kind: str, incremental: b
 
     return jax.lax.map(chunk_inc, (colours, rows, cols)), jnp.mean(target, axis=(0, 1))
 
-  return jax.jit(run)
+  devs = jax.local_devices()
+  if len(devs) == 1:
+    return jax.jit(run)
+  # Several local devices (e.g. one per CPU core, `cv_jax.devices`): the chunks are split over
+  # them, each device runs the same chunk program on its share (the unoccluded pass on each).
+  mesh = jax.sharding.Mesh(np.asarray(devs), ("d",))
+  P = jax.sharding.PartitionSpec
+  split = jax.shard_map(run, mesh=mesh, in_specs=(P(), P(), P(), P("d"), P("d"), P("d")),
+                        out_specs=(P("d"), P()))
+
+  def run_split(params, image, fill_img, colours, rows, cols):
+    if colours.shape[0] % len(devs):
+      return run(params, image, fill_img, colours, rows, cols)
+    return split(params, image, fill_img, colours, rows, cols)
+
+  return jax.jit(run_split)
+
+
+def chunk_multiple() -> int:
+  """Chunks per call that keep every local device busy (the program splits chunks over them)."""
+  return jax.local_device_count()
 
 
 def _resolve_units(model: Network, layer: str | None, units) -> tuple[str, list[Unit]]:
@@ -145,7 +165,9 @@ def occlusion_maps(model: Network, image, layer: str | None, units=None, *, size
   if chunk is None:
     chunk = default_chunk(model, layer, img.shape)
   chunk = int(max(1, min(chunk, n)))
+  per = chunk_multiple()  # chunks per call: a multiple of the local devices
   n_chunks = -(-n // chunk)
+  n_chunks = -(-n_chunks // per) * per
   pad = n_chunks * chunk - n
   rows = np.repeat(rs, len(cs))
   cols = np.tile(cs, len(rs))
@@ -156,7 +178,7 @@ def occlusion_maps(model: Network, image, layer: str | None, units=None, *, size
 
   prog = _compiled(model, layer, size, kind, incremental)
   fn = prog.fn
-  shapes = (img.shape, chunk, 1 if progress else n_chunks)
+  shapes = (img.shape, chunk, per if progress else n_chunks)
   if progress and shapes not in prog.shapes:
     status(f"compiling the occlusion program for {layer} ({n} positions, {chunk} per pass) ...")
   prog.shapes.add(shapes)
@@ -165,8 +187,9 @@ def occlusion_maps(model: Network, image, layer: str | None, units=None, *, size
   idx = np.asarray([u.channel for u in unit_list])
   if progress:
     parts = []
-    for k in tqdm(range(n_chunks), unit="chunk", desc=f"occlusion {layer}"):
-      out, base_all = fn(params, img_j, fill_j, colours[k:k + 1], rows[k:k + 1], cols[k:k + 1])
+    for k in tqdm(range(0, n_chunks, per), unit="chunk", desc=f"occlusion {layer}"):
+      sl = slice(k, k + per)
+      out, base_all = fn(params, img_j, fill_j, colours[sl], rows[sl], cols[sl])
       parts.append(np.asarray(out)[..., idx])
     acts = np.concatenate(parts)
   else:
