@@ -399,26 +399,28 @@ def test_resume_after_kill_matches_uninterrupted(image_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_four_devices_equal_one(image_dir, tmp_path, model):
+def test_three_devices_equal_one(image_dir, tmp_path, model):
+  """The tables split by channel over 3 devices (256 and 508 channels: uneven shares, padded)
+  give the one-device tables bit for bit."""
   script = f"""
 import jax
-assert jax.device_count() == 4, jax.devices()
+assert jax.device_count() == 3, jax.devices()
 from cv_jax import models
 from cv_jax.sweep import run
 m = models.load("inceptionv1", random_init=0)
-res = run(m, "folder:{image_dir}", {list(LAYERS)!r}, k=12, batch_size=16, micro_batch=2,
+res = run(m, "folder:{image_dir}", {list(LAYERS)!r}, k=12, batch_size=12, micro_batch=2,
           resize={RESIZE}, crop={CROP}, progress=False)
-res.save("{tmp_path / 'four'}")
+res.save("{tmp_path / 'three'}")
 """
   out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=150,
-                       env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4",
+                       env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=3",
                                 JAX_PLATFORMS="cpu"))
   assert out.returncode == 0, out.stderr[-3000:]
-  four = SweepResult.load(tmp_path / "four")
-  one = run(model, f"folder:{image_dir}", LAYERS, k=12, batch_size=16, micro_batch=2,
+  three = SweepResult.load(tmp_path / "three")
+  one = run(model, f"folder:{image_dir}", LAYERS, k=12, batch_size=12, micro_batch=2,
             resize=RESIZE, crop=CROP, progress=False)
   for key, v in _tables(one).items():
-    np.testing.assert_array_equal(_tables(four)[key], v, err_msg=key)
+    np.testing.assert_array_equal(_tables(three)[key], v, err_msg=key)
 
 
 # ---------------------------------------------------------------- exemplar selection

@@ -3,7 +3,8 @@
 One pass over an image source. Each batch is decoded in parallel threads, sharded over all
 devices, run through the network (one jit-compiled step for the whole sweep), reduced to the
 spatial mean of every channel of the requested layers, and merged into running top-k and
-bottom-k tables kept on the devices (exact: the sorted batch merged into the sorted table by rank).
+bottom-k tables kept on the devices, split by channel (exact: the batch merged into the sorted
+table by rank).
 
 Determinism. Image ids are the source's order. Ties are broken by image id (the smaller id
 ranks first, in the top-k and in the bottom-k tables alike). The forward pass runs in fixed
@@ -16,6 +17,7 @@ that of sorting the full activation matrix, and a resumed run equals an uninterr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -205,7 +207,9 @@ def _count_not_after(kt, it, kb, ib):
     after = (kb < tk) | ((kb == tk) & (ib < ti))
     return jnp.where((probe <= k) & ~after, probe, n)
 
-  return jax.lax.fori_loop(0, len(steps), round_, jnp.zeros(kb.shape, jnp.int32), unroll=2)
+  # zeros typed like both operands, so the carry varies over shard_map axes when either does
+  n0 = jnp.zeros_like(kb, jnp.int32) + jnp.zeros_like(kt[:, :1], jnp.int32)
+  return jax.lax.fori_loop(0, len(steps), round_, n0, unroll=2)
 
 
 def _merge(val, idx, new_val, new_idx, k: int, largest: bool):
@@ -244,15 +248,51 @@ def _build_step(model, layers: tuple[str, ...], k: int, micro_batch: int, mesh: 
 
   step(params, state, images, ids, valid) -> (state, acts): forward pass in micro-batches on
   each device (shard_map over the batch axis), spatial means, and the exact merge of the batch
-  into the replicated top-k / bottom-k tables.
+  into the top-k / bottom-k tables, which are split over the devices by channel (`_shard_tables`):
+  each device merges the whole batch into its share of every layer's channels.
   """
   key = ("sweep", layers, k, micro_batch, tuple(d.id for d in mesh.devices.flat))
   return model.program(key, lambda: _make_step(model, layers, k, micro_batch, mesh))
 
 
+def _channel_share(c: int, n_dev: int) -> int:
+  """Channels per device when c channels are split over n_dev devices (the last padded)."""
+  return -(-c // n_dev)
+
+
+def _shard_tables(state_np: dict, mesh: Mesh) -> dict:
+  """Host tables {layer: {name: (C, k)}} -> device arrays split by channel over the mesh.
+
+  C is padded to a multiple of the device count (padding rows: empty slots, never read back).
+  """
+  n_dev = mesh.devices.size
+  rows = NamedSharding(mesh, P("data"))
+  fill = dict(top_val=-np.inf, top_idx=_NO_ID, bot_val=np.inf, bot_idx=_NO_ID)
+  out = {}
+  for l, tables in state_np.items():
+    out[l] = {}
+    for name, x in tables.items():
+      pad = _channel_share(x.shape[0], n_dev) * n_dev - x.shape[0]
+      x = np.concatenate([x, np.full((pad,) + x.shape[1:], fill[name], x.dtype)]) if pad else x
+      out[l][name] = jax.device_put(x, rows)
+  return out
+
+
+@functools.lru_cache(maxsize=8)
+def _replicator(mesh: Mesh):
+  """A jitted identity whose output is replicated on every device of `mesh` (an all-gather)."""
+  return jax.jit(lambda s: s, out_shardings=NamedSharding(mesh, P()))
+
+
+def _gather_tables(state: dict, channels: dict[str, int], mesh: Mesh) -> dict:
+  """Device tables split by channel -> host numpy {layer: {name: (C, k)}} (padding dropped)."""
+  whole = _replicator(mesh)(state)
+  return {l: {name: np.asarray(x)[:channels[l]] for name, x in t.items()} for l, t in whole.items()}
+
+
 def _make_step(model, layers: tuple[str, ...], k: int, micro_batch: int, mesh: Mesh):
-  rep = NamedSharding(mesh, P())
   data = NamedSharding(mesh, P("data"))
+  n_dev = mesh.devices.size
 
   def local_forward(p, x):
     # x: this device's rows; fixed-size micro-batches make the bits batch-size independent.
@@ -268,22 +308,32 @@ def _make_step(model, layers: tuple[str, ...], k: int, micro_batch: int, mesh: M
   forward = jax.shard_map(local_forward, mesh=mesh, in_specs=(P(), P("data")),
                           out_specs=P("data"))
 
-  def step(p, state, images, ids, valid):
-    acts = forward(p, images)
+  def local_merge(state, acts, ids, valid):
+    # state: this device's channels of every table; acts, ids, valid: the whole batch. Each
+    # channel's merge reads only that channel, so the split leaves every bit as on one device.
+    dev = jax.lax.axis_index("data")
     new = {}
     for l in layers:
-      a = acts[l]
-      a = jnp.where(a == 0, 0.0, a)  # -0.0 -> 0.0, so ties compare as in numpy
       st = state[l]
+      share = st["top_val"].shape[0]
+      a = jnp.where(acts[l] == 0, 0.0, acts[l])  # -0.0 -> 0.0, so ties compare as in numpy
+      a = jnp.pad(a, ((0, 0), (0, share * n_dev - a.shape[1])))
+      a = jax.lax.dynamic_slice_in_dim(a, dev * share, share, axis=1)
       tv, ti = _merge(st["top_val"], st["top_idx"], jnp.where(valid[:, None], a, -jnp.inf).T,
                       ids, k, largest=True)
       bv, bi = _merge(st["bot_val"], st["bot_idx"], jnp.where(valid[:, None], a, jnp.inf).T,
                       ids, k, largest=False)
       new[l] = dict(top_val=tv, top_idx=ti, bot_val=bv, bot_idx=bi)
-    return new, acts
+    return new
 
-  return jax.jit(step, donate_argnums=(1,), out_shardings=(rep, data))
+  merge = jax.shard_map(local_merge, mesh=mesh, in_specs=(P("data"), P(), P(), P()),
+                        out_specs=P("data"))
 
+  def step(p, state, images, ids, valid):
+    acts = forward(p, images)
+    return merge(state, acts, ids, valid), acts
+
+  return jax.jit(step, donate_argnums=(1,), out_shardings=(data, data))
 
 
 def _fingerprint(model, source: Source, layers, k: int, micro_batch: int) -> dict:
@@ -431,7 +481,7 @@ def run(model, source: Source | str, layers: Sequence[str] | None = None, *, k: 
       return jax.device_put(x, sharding)
     return jax.make_array_from_process_local_data(sharding, x)
 
-  state = jax.device_put(state_np, rep)
+  state = _shard_tables(state_np, mesh)
   p_dev = jax.device_put(params, rep)
 
   def save(pos):
@@ -441,7 +491,7 @@ def run(model, source: Source | str, layers: Sequence[str] | None = None, *, k: 
     if matrix is not None and wd is not None:
       for m in matrix.values():
         m.flush()
-    host = jax.tree.map(np.asarray, state)
+    host = _gather_tables(state, channels, mesh)
     mngr.save(pos, args=ocp.args.Composite(
         state=ocp.args.StandardSave(host),
         meta=ocp.args.JsonSave(dict(position=pos, failed=[list(f) for f in failed],
@@ -501,7 +551,7 @@ def run(model, source: Source | str, layers: Sequence[str] | None = None, *, k: 
     bar.close()
   jax.block_until_ready(state)
   elapsed = time.perf_counter() - t0
-  state_np = jax.tree.map(np.asarray, state)
+  state_np = _gather_tables(state, channels, mesh)
 
   n_ok = n - len(failed) if position >= n else None
   kk = k if n_ok is None else min(k, n_ok)
