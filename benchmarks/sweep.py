@@ -205,6 +205,9 @@ def main(argv):
   from cv_jax.sweep import run
   from cv_jax.sweep.ranking import _build_step, _NO_ID
 
+  from cv_jax import devices
+  if devices.requested():  # CV_JAX_CPU_DEVICES=2: one JAX device per core
+    devices.use_cpu_devices(devices.requested())
   n, bs = FLAGS.n_images, FLAGS.batch_size
   src = open_source(f"folder:{FLAGS.source}", max_images=n)
   model = models.load("googlenet_bvlc", FLAGS.weights)
@@ -245,11 +248,26 @@ def main(argv):
   rows.append(("forward + top-k only", bs / dt, None))
 
   # PyTorch forward on the same batch; check it is the same net first.
-  tfwd = torch_googlenet(FLAGS.weights) if FLAGS.torch else None
+  tfwd, layout = (torch_googlenet(FLAGS.weights) if FLAGS.torch else None), "NCHW"
   if tfwd is not None:
+    from benchmarks.common import channels_last, faster_torch_layout
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
     with torch.inference_mode():
       ref = tfwd(xt[:4])
+    # The stronger of PyTorch's two memory formats for the timed peer (as in `run`).
+    nets = {False: tfwd, True: torch_googlenet(FLAGS.weights, channels_last=True)}
+
+    def make_fwd(cl):
+      net, xin = nets[cl], channels_last(xt) if cl else xt
+
+      def fwd():
+        with torch.inference_mode():
+          net(xin)
+      return fwd
+    _, layout = faster_torch_layout(make_fwd)
+    cl = layout == "channels-last"
+    tfwd, xt = nets[cl], channels_last(xt) if cl else xt
+    print(f"torch peer layout: {layout} (the faster of NCHW and channels-last here)")
     mine = model(x[:4], LAYERS)
     err = max(float(np.abs(np.asarray(mine[l]).mean(axis=(1, 2)) - ref[l].numpy()).max()
                     / (np.abs(ref[l].numpy()).max() + 1e-9)) for l in LAYERS)
@@ -277,7 +295,7 @@ def main(argv):
     t = time.perf_counter()
     with torch.inference_mode():
       for xb, ib in dl:
-        tables.update(tfwd(xb), ib.view(1, -1))
+        tables.update(tfwd(channels_last(xb) if cl else xb), ib.view(1, -1))
     e2e_t = n / (time.perf_counter() - t)
     l = "mixed4a_pre_relu"
     same = np.mean(tables.top[l][1][:, :10].numpy() == res.top_idx[l][:, :10])
