@@ -139,6 +139,17 @@ def test_merge_any_ids_padding_and_shapes():
                                     err_msg=f"k={k} b={b} largest={largest}")
       np.testing.assert_array_equal(np.asarray(out_v), np.take_along_axis(all_v, ref, 1),
                                     err_msg=f"k={k} b={b} largest={largest}")
+  # NaN activations never enter a table (the other entries merge as without them)
+  tv = np.array([[3, 1, -np.inf, -np.inf]], np.float32)
+  ti = np.array([[4, 2, _NO_ID, _NO_ID]], np.int32)
+  bv = np.array([[np.nan, 2, -np.nan, 3]], np.float32)
+  out_v, out_i = merge(tv, ti, bv, np.arange(10, 14, dtype=np.int32), 4, True)
+  np.testing.assert_array_equal(np.asarray(out_i), [[4, 13, 11, 2]])
+  np.testing.assert_array_equal(np.asarray(out_v), [[3, 3, 2, 1]])
+  bot = np.array([[-1, 1, np.inf, np.inf]], np.float32)
+  out_v, out_i = merge(bot, ti, bv, np.arange(10, 14, dtype=np.int32), 4, False)
+  np.testing.assert_array_equal(np.asarray(out_i), [[4, 2, 11, 13]])
+  np.testing.assert_array_equal(np.asarray(out_v), [[-1, 1, 2, 3]])
 
 
 def test_count_not_after_is_a_lexicographic_search():

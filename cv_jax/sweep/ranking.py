@@ -160,13 +160,17 @@ def _rank_in_batch(kb, ib):
 
   Dense over (c, b, b): cheap for batch-sized b, and unlike XLA CPU's comparator sort it
   vectorises. The column breaks ties between equal (key, id) pairs (padded rows), whose
-  values are equal too, so any order of them gives the same table.
+  values are equal too, so any order of them gives the same table. NaN keys rank last (they
+  then land behind the whole table and never enter it).
   """
   b = kb.shape[1]
   col = jnp.arange(b, dtype=jnp.int32)
-  k_o, i_o, c_o = kb[:, None, :], ib[:, None, :], col[None, None, :]  # the other entry
-  k_s, i_s, c_s = kb[:, :, None], ib[:, :, None], col[None, :, None]  # this entry
-  before = (k_o < k_s) | ((k_o == k_s) & ((i_o < i_s) | ((i_o == i_s) & (c_o < c_s))))
+  nan = jnp.isnan(kb)
+  kb = jnp.where(nan, 0.0, kb)
+  k_o, i_o, c_o, n_o = kb[:, None, :], ib[:, None, :], col[None, None, :], nan[:, None, :]
+  k_s, i_s, c_s, n_s = kb[:, :, None], ib[:, :, None], col[None, :, None], nan[:, :, None]
+  tie = (k_o == k_s) & ((i_o < i_s) | ((i_o == i_s) & (c_o < c_s)))
+  before = (n_o == n_s) & ((k_o < k_s) | tie) | (~n_o & n_s)
   return jnp.sum(before, axis=2, dtype=jnp.int32)
 
 
@@ -220,8 +224,8 @@ def _merge(val, idx, new_val, new_idx, k: int, largest: bool):
   put in that order; the two sorted lists are then merged by rank: batch entry m lands at
   pos_b[m] = m + #(table entries before it), found by binary search in the table, and output
   position p takes batch entry cnt[p] = #(pos_b < p) if it lands there (cnt[p+1] > cnt[p]),
-  else table entry p - cnt[p]. Same result as sorting table and batch together, bit for bit,
-  for values that are not NaN (the sweep step turns -0.0 into 0.0 first).
+  else table entry p - cnt[p]. Same result as sorting table and batch together, bit for bit
+  (the sweep step turns -0.0 into 0.0 first); NaN values never enter the table.
   """
   c, b = new_val.shape
   kt = -val if largest else val
