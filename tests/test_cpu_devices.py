@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -27,6 +28,7 @@ WORKER = """
 import sys
 import numpy as np
 import jax
+import jax.numpy as jnp
 from cv_jax import devices
 n = devices.use_cpu_devices(devices.requested())
 assert jax.device_count() == n == int(sys.argv[2]), (jax.devices(), n)
@@ -94,3 +96,15 @@ def test_cli_rejects_a_bad_device_count_in_one_line():
   assert p.returncode == 1
   lines = p.stderr.strip().splitlines()
   assert len(lines) == 1 and "at least 1" in lines[0], p.stderr
+
+
+def test_data_parallel_pads_trims_and_sees_new_params():
+  f = models.data_parallel(lambda p, x: x * p["w"] + jnp.sum(x, axis=1, keepdims=True),
+                           micro_batch=2)
+  x = np.arange(15, dtype=np.float32).reshape(5, 3)
+  p = {"w": jnp.float32(2.0)}
+  np.testing.assert_array_equal(np.asarray(f(p, x)), x * 2 + x.sum(1, keepdims=True))
+  p["w"] = jnp.float32(-1.0)  # the same dict, changed in place: not the cached copy
+  np.testing.assert_array_equal(np.asarray(f(p, x)), -x + x.sum(1, keepdims=True))
+  with pytest.raises(ValueError, match="micro_batch"):
+    models.data_parallel(lambda p, x: x, micro_batch=0)

@@ -44,7 +44,7 @@ def data_parallel(fn: Callable[[Any, jax.Array], Any], *, micro_batch: int | Non
   program = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data")),
                                   out_specs=P("data")))
 
-  placed: dict = {}  # the last params, replicated once (not again on every call)
+  placed: dict = {}  # the last params' leaves and their replicated copy
 
   def g(params, x):
     n = x.shape[0]
@@ -54,8 +54,10 @@ def data_parallel(fn: Callable[[Any, jax.Array], Any], *, micro_batch: int | Non
     padded = -(-n // unit) * unit
     if padded != n:
       x = jnp.concatenate([jnp.asarray(x), jnp.repeat(jnp.asarray(x)[-1:], padded - n, 0)])
-    if placed.get("id") != id(params):
-      placed.update(id=id(params), params=params, value=jax.device_put(params, rep))
+    leaves = jax.tree.leaves(params)  # same leaf objects: reuse their replicated copies
+    if len(leaves) != len(placed.get("leaves", ())) or any(
+        a is not b for a, b in zip(leaves, placed["leaves"])):
+      placed.update(leaves=leaves, value=jax.device_put(params, rep))
     out = program(placed["value"], jax.device_put(x, rows))
     return out if padded == n else jax.tree.map(lambda v: v[:n], out)
 

@@ -112,7 +112,7 @@ def _conv_valid(x, p, s=1):
 
 
 def _maxpool_valid(x, k, s):
-  return lax.reduce_window(x, -jnp.inf, lax.max, (1, k, k, 1), (1, s, s, 1), "VALID")
+  return L.max_pool(x, k, s, ((0, 0), (0, 0)))  # shifted views where faster than reduce_window
 
 
 class Plan:
