@@ -43,7 +43,7 @@ ITERS = flags.DEFINE_integer("iters", 5, "Timed calls.")
 THREADS = flags.DEFINE_integer("threads", 0, "Torch threads (0 = all cores, as XLA uses).")
 GRAD_LAYER = flags.DEFINE_string("grad_layer", "mixed4a", "Layer of the channel-mean objective.")
 CHANNEL = flags.DEFINE_integer("channel", 476, "Channel of the objective.")
-MICRO = flags.DEFINE_integer("micro_batch", 8, "cv_jax rows per device per pass (0: all at once).")
+MICRO = flags.DEFINE_integer("micro_batch", 4, "cv_jax rows per device per pass (0: all at once).")
 CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "JAX CPU devices (0: $CV_JAX_CPU_DEVICES, else 1).")
 
 
@@ -65,7 +65,7 @@ def timeit(fn, warmup: int, iters: int) -> tuple[float, float]:
 def compare(model_name: str = "googlenet_bvlc", weights: str = WEIGHTS.default, batch: int = 32,
             size: int = 224, warmup: int = 3, iters: int = 5, threads: int = 0,
             grad_layer: str = "mixed4a", channel: int = 476,
-            micro_batch: int | None = 8) -> tuple[list, dict]:
+            micro_batch: int | None = 4) -> tuple[list, dict]:
   """Time forward and forward + input gradient, cv_jax vs PyTorch, after checking both agree.
 
   Returns (rows, info): rows (pass, jax first-call s, jax s/call, torch s/call, FLOPs/image).
@@ -90,6 +90,7 @@ def compare(model_name: str = "googlenet_bvlc", weights: str = WEIGHTS.default, 
 
   # cv_jax's batched path: rows split over the local devices (one per core when the run asks
   # for it, `cv_jax.devices`), micro-batches of `micro_batch` on each (models.data_parallel).
+  # 4 was the fastest of {whole shard, 4, 8, 16} on the 2-core build machine (docs/models.md).
   fwd = models.data_parallel(lambda p, v: model.apply(p, v, ("softmax2",))["softmax2"],
                              micro_batch=micro_batch)
 
