@@ -1,7 +1,7 @@
 """Forward and forward+backward throughput: cv_jax (jit) vs the PyTorch port, same weights.
 
     PYTHONPATH=. python benchmarks/forward.py [--model=googlenet_bvlc] [--batch=32] [--iters=5] \
-        [--cpu_devices=2] [--micro_batch=8]
+        [--cpu_devices=2] [--micro_batch=4]
 
 cv_jax runs its batched path, `cv_jax.models.data_parallel`: the batch split over the JAX CPU
 devices (`--cpu_devices`, one per core in `python -m benchmarks`) and micro-batches on each.
