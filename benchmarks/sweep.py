@@ -146,7 +146,7 @@ def run(quick: bool = False) -> list[dict]:
   import torch
   from cv_jax import models
   from cv_jax.data import BatchLoader, open_source
-  from cv_jax.sweep.ranking import _build_step, _NO_ID
+  from cv_jax.sweep.ranking import _build_step, _NO_ID, _shard_tables
   weights = str(SHARED / "models" / "bvlc_googlenet" / "bvlc_googlenet_blobs.npz")
   bs, k, micro = 32, 200, 8
   src = open_source(f"folder:{SHARED / 'data' / 'imagenet_samples'}", max_images=bs)
@@ -155,11 +155,13 @@ def run(quick: bool = False) -> list[dict]:
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
   step = _build_step(model, LAYERS, k, micro, mesh)
   chans = {l: model.channels(l) for l in LAYERS}
-  state = {l: dict(top_val=np.full((c, k), -np.inf, np.float32),
-                   top_idx=np.full((c, k), _NO_ID, np.int32),
-                   bot_val=np.full((c, k), np.inf, np.float32),
-                   bot_idx=np.full((c, k), _NO_ID, np.int32)) for l, c in chans.items()}
-  params = model.params()
+  state = _shard_tables({l: dict(top_val=np.full((c, k), -np.inf, np.float32),
+                                top_idx=np.full((c, k), _NO_ID, np.int32),
+                                bot_val=np.full((c, k), np.inf, np.float32),
+                                bot_idx=np.full((c, k), _NO_ID, np.int32))
+                         for l, c in chans.items()}, mesh)  # split by channel, as run() does
+  # placed once, as the sweep does (the batch is transferred every step, as there)
+  params = jax.device_put(model.params(), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
   ids, valid = np.arange(bs, dtype=np.int32), np.ones(bs, bool)
   from benchmarks.common import channels_last, faster_torch_layout
 
@@ -203,7 +205,7 @@ def main(argv):
   from cv_jax import models
   from cv_jax.data import BatchLoader, open_source
   from cv_jax.sweep import run
-  from cv_jax.sweep.ranking import _build_step, _NO_ID
+  from cv_jax.sweep.ranking import _build_step, _NO_ID, _shard_tables
 
   from cv_jax import devices
   if devices.requested():  # CV_JAX_CPU_DEVICES=2: one JAX device per core
@@ -228,11 +230,12 @@ def main(argv):
   chans = {l: model.channels(l) for l in LAYERS}
 
   def fresh():
-    return {l: dict(top_val=np.full((c, FLAGS.k), -np.inf, np.float32),
-                    top_idx=np.full((c, FLAGS.k), _NO_ID, np.int32),
-                    bot_val=np.full((c, FLAGS.k), np.inf, np.float32),
-                    bot_idx=np.full((c, FLAGS.k), _NO_ID, np.int32)) for l, c in chans.items()}
-  params = model.params()
+    return _shard_tables({l: dict(top_val=np.full((c, FLAGS.k), -np.inf, np.float32),
+                                  top_idx=np.full((c, FLAGS.k), _NO_ID, np.int32),
+                                  bot_val=np.full((c, FLAGS.k), np.inf, np.float32),
+                                  bot_idx=np.full((c, FLAGS.k), _NO_ID, np.int32))
+                          for l, c in chans.items()}, mesh)
+  params = jax.device_put(model.params(), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
   ids, valid = np.arange(bs, dtype=np.int32), np.ones(bs, bool)
   t0 = time.perf_counter()
   jax.block_until_ready(step(params, fresh(), x, ids, valid))
