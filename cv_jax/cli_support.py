@@ -153,7 +153,16 @@ def run(command: str, main: Callable[[list[str]], object],
 
   def parse(full_argv: list[str]) -> list[str]:
     try:
-      rest = flags.FLAGS(full_argv)
+      try:
+        rest = flags.FLAGS(full_argv)
+      except (AttributeError, KeyError) as e:
+        # With an explicit --config=FILE, ml_collections checks the --config.FIELD overrides
+        # here, while parsing (with the default file, at definition: define_config_flag).
+        if debug() or _verbose(full_argv):
+          raise
+        name = next((a[2:].split("=", 1)[0].split(".", 1)[0] for a in full_argv
+                     if a.startswith("--") and "." in a.split("=", 1)[0]), "config")
+        fail(command, _unknown_field(name, e, full_argv))
       from cv_jax import devices
       n = _CPU_DEVICES.value or devices.requested()
       if n:

@@ -106,6 +106,10 @@ CASES = [
     (["experiment", "--config.nosuch.deeper=3"],
      "--config.nosuch.deeper: the config has no field 'nosuch'"),
     (["sweep", "--config.data.sorce=3"], "the config has no field"),
+    # With an explicit --config=FILE the override is checked while the flags are parsed.
+    (["sweep", f"--config={CFG}/sweep.py:test", "--config.sourc=x"],
+     "--config.sourc: the config has no field 'sourc'; did you mean 'source'?"),
+    (["classify", "--cpu_devices=0x"], "--cpu_devices"),
     # No server: one line at once, not a minute of retries per simulated participant.
     (["human", "simulate", "--experiment={d}/exp", "--url=http://127.0.0.1:9"],
      "no study server answers at http://127.0.0.1:9"),
