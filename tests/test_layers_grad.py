@@ -37,8 +37,9 @@ POOLS = [((2, 15, 15, 3), 3, 2, "caffe", 0), ((2, 14, 16, 4), 3, 2, "caffe", 0),
          ((2, 9, 8, 5), 3, 1, "caffe", 1), ((2, 15, 15, 3), 3, 2, "same", 0),
          ((2, 16, 13, 3), 3, 2, "same", 0), ((2, 9, 9, 2), 3, 1, "same", 0),
          ((1, 11, 10, 2), 5, 3, "same", 0), ((1, 8, 8, 2), 2, 2, "same", 0),
-         # over layers._VIEWS_MAX_PIXELS: the strided pools' reduce_window path
-         ((1, 40, 36, 2), 3, 2, "caffe", 0), ((1, 37, 33, 2), 3, 2, "same", 0)]
+         # larger maps; unpadded (strided views) and padded (separable reduce-windows) pools
+         ((1, 40, 36, 2), 3, 2, "caffe", 0), ((1, 37, 33, 2), 3, 2, "same", 0),
+         ((1, 41, 39, 3), 3, 2, "caffe", 0), ((1, 12, 12, 2), 4, 4, "caffe", 0)]
 
 
 def _torch_pool(k, s, mode, pad, hw):
