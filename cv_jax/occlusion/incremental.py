@@ -44,20 +44,45 @@ def supported(model, layer: str) -> bool:
 def _compose(base: jax.Array, win: Win, start: jax.Array, size: tuple[int, int],
              fill: float) -> jax.Array:
   """(B, size, C) slabs at unpadded coordinates `start` (B, 2): the window's values where it
-  covers them, the base map elsewhere, `fill` outside the map."""
+  covers them, the base map elsewhere, `fill` outside the map.
+
+  One copy at a time (`lax.map`), so every offset is a scalar: the slab is a plain dynamic
+  slice of the padded base map, and the window is moved to its place in the slab by a cyclic
+  shift (`_shift`), whose wrapped-around cells fall where the window does not reach and are
+  masked. Batched over the copies, the same slices and shifts became XLA gathers, which XLA CPU
+  ran at ~0.1 GB/s (~10 % of the occlusion program). Pure data movement: exact.
+  """
   h, w, c = base.shape
   lr, lc = size
   nr, nc = win.val.shape[1:3]
-  pr, pc = lr, lc
-  base_p = jnp.pad(base, ((pr, pr), (pc, pc), (0, 0)), constant_values=fill)
-  slab = jax.vmap(lambda s: lax.dynamic_slice(base_p, (s[0] + pr, s[1] + pc, 0), (lr, lc, c)))(start)
-  rel = start - win.off
-  tr = jnp.arange(lr)[None, :] + rel[:, :1]  # (B, lr) window row of each slab row
-  tc = jnp.arange(lc)[None, :] + rel[:, 1:]
-  cut = jnp.take_along_axis(win.val, jnp.clip(tr, 0, nr - 1)[:, :, None, None], axis=1)
-  cut = jnp.take_along_axis(cut, jnp.clip(tc, 0, nc - 1)[:, None, :, None], axis=2)
-  inside = (((tr >= 0) & (tr < nr))[:, :, None] & ((tc >= 0) & (tc < nc))[:, None, :])[..., None]
-  return jnp.where(inside, cut, slab)
+  base_p = jnp.pad(base, ((lr, lr), (lc, lc), (0, 0)), constant_values=fill)
+  rows, cols = jnp.arange(lr)[:, None], jnp.arange(lc)[None, :]
+
+  def one(args):
+    val, off, st = args
+    slab = lax.dynamic_slice(base_p, (st[0] + lr, st[1] + lc, 0), (lr, lc, c))
+    rel = off - st  # the window's top-left in slab coordinates (any integer)
+    moved = _shift(_shift(val, rel[0], lr, 0), rel[1], lc, 1)
+    inside = (rows >= rel[0]) & (rows < rel[0] + nr) & (cols >= rel[1]) & (cols < rel[1] + nc)
+    return jnp.where(inside[..., None], moved, slab)
+  return lax.map(one, (win.val, win.off, start))
+
+
+def _shift(x: jax.Array, by: jax.Array, out: int, axis: int) -> jax.Array:
+  """y[i] = x[(i - by) mod n] along `axis` for i < `out`, with x zero-padded to n = max(len, out):
+  correct wherever 0 <= i - by < len(x)."""
+  n = max(x.shape[axis], out)
+  if n > x.shape[axis]:
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, n - x.shape[axis])
+    x = jnp.pad(x, pad)
+  twice = jnp.concatenate([x, x], axis=axis)
+  first = jnp.mod(-by, n)
+  starts = [0] * x.ndim
+  starts[axis] = first
+  sizes = list(x.shape)
+  sizes[axis] = out
+  return lax.dynamic_slice(twice, starts, sizes)
 
 
 def _in_map(start, size, hw):
