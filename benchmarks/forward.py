@@ -1,7 +1,7 @@
 """Forward and forward+backward throughput: cv_jax (jit) vs the PyTorch port, same weights.
 
     PYTHONPATH=. python benchmarks/forward.py [--model=googlenet_bvlc] [--batch=32] [--iters=5] \
-        [--cpu_devices=2] [--micro_batch=4]
+        [--cpu_devices=2] [--micro_batch=2]
 
 cv_jax runs its batched path, `cv_jax.models.data_parallel`: the batch split over the JAX CPU
 devices (`--cpu_devices`, one per core in `python -m benchmarks`) and micro-batches on each.
@@ -43,7 +43,7 @@ ITERS = flags.DEFINE_integer("iters", 5, "Timed calls.")
 THREADS = flags.DEFINE_integer("threads", 0, "Torch threads (0 = all cores, as XLA uses).")
 GRAD_LAYER = flags.DEFINE_string("grad_layer", "mixed4a", "Layer of the channel-mean objective.")
 CHANNEL = flags.DEFINE_integer("channel", 476, "Channel of the objective.")
-MICRO = flags.DEFINE_integer("micro_batch", 4, "cv_jax rows per device per pass (0: all at once).")
+MICRO = flags.DEFINE_integer("micro_batch", 2, "cv_jax rows per device per pass (0: all at once).")
 CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "JAX CPU devices (0: $CV_JAX_CPU_DEVICES, else 1).")
 
 
@@ -65,7 +65,7 @@ def timeit(fn, warmup: int, iters: int) -> tuple[float, float]:
 def compare(model_name: str = "googlenet_bvlc", weights: str = WEIGHTS.default, batch: int = 32,
             size: int = 224, warmup: int = 3, iters: int = 5, threads: int = 0,
             grad_layer: str = "mixed4a", channel: int = 476,
-            micro_batch: int | None = 4) -> tuple[list, dict]:
+            micro_batch: int | None = 2) -> tuple[list, dict]:
   """Time forward and forward + input gradient, cv_jax vs PyTorch, after checking both agree.
 
   Returns (rows, info): rows (pass, jax first-call s, jax s/call, torch s/call, FLOPs/image).
