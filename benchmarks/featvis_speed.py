@@ -88,8 +88,8 @@ def torch_googlenet(model, channels_last: bool = False):
   return forward
 
 
-def torch_loop(model, steps, batch, size=224, pad=16, channel=490, channels_last=False):
-  """Steps per second of the PyTorch loop (after one warm-up step)."""
+def torch_stepper(model, batch, size=224, pad=16, channel=490, channels_last=False):
+  """One step of the PyTorch loop as a function (state kept inside; one warm-up step done)."""
   import torch
   import torch.nn.functional as F
   torch.manual_seed(0)
@@ -134,6 +134,12 @@ def torch_loop(model, steps, batch, size=224, pad=16, channel=490, channels_last
 
   torch.set_num_threads(os.cpu_count() or 1)
   step()                                   # warm-up
+  return step
+
+
+def torch_loop(model, steps, batch, size=224, pad=16, channel=490, channels_last=False):
+  """Steps per second of the PyTorch loop (after one warm-up step)."""
+  step = torch_stepper(model, batch, size, pad, channel, channels_last)
   t = time.perf_counter()
   for _ in range(steps):
     step()
@@ -142,24 +148,32 @@ def torch_loop(model, steps, batch, size=224, pad=16, channel=490, channels_last
 
 # --- JAX ---------------------------------------------------------------------------------------
 
-def jax_steps_per_s(model, units, cfg, steps):
-  """(steps/s after compilation, compile+first-call seconds) for `units` in one program."""
+def jax_stepper(model, units, cfg):
+  """(run(n) -> seconds for n more steps, compile + first-call seconds) for `units` in one
+  program; the optimisation state is carried from call to call."""
   us = featvis.parse_units(model, units)
   eng = loop.get_engine(model, us, cfg)
   mp = model.params()
   idx = jnp.asarray([u.channel for u in us], jnp.int32)
   key = jax.random.PRNGKey(0)
-  state = eng.init_state(key, us, steps)
-  t = time.perf_counter()
-  state = eng.advance(state, jnp.int32(0), jnp.int32(1), mp, idx, key)
-  jax.block_until_ready(state[0])
-  first = time.perf_counter() - t
+  box = {"state": eng.init_state(key, us, 1), "i": 0}
+
+  def run(n):
+    t = time.perf_counter()
+    i = box["i"]
+    box["state"] = eng.advance(box["state"], jnp.int32(i), jnp.int32(i + n), mp, idx, key)
+    jax.block_until_ready(box["state"][0])
+    box["i"] = i + n
+    return time.perf_counter() - t
+  return run, run(1)
+
+
+def jax_steps_per_s(model, units, cfg, steps):
+  """(steps/s after compilation, compile+first-call seconds) for `units` in one program."""
+  run, first = jax_stepper(model, units, cfg)
   if not steps:
     return float("nan"), first
-  t = time.perf_counter()
-  state = eng.advance(state, jnp.int32(1), jnp.int32(1 + steps), mp, idx, key)
-  jax.block_until_ready(state[0])
-  return steps / (time.perf_counter() - t), first
+  return steps / run(steps), first
 
 
 def step_flops(model, cfg, layer: str = "mixed4a_pre_relu") -> float:
@@ -197,11 +211,26 @@ def run(quick: bool = False) -> list[dict]:
   from benchmarks.common import peak_flops
   model = models.load("googlenet_bvlc", SHARED / "models" / "bvlc_googlenet" / "bvlc_googlenet_blobs.npz")
   cfg = featvis.get_config("zimmermann2021")
-  steps = 1 if quick else 3
-  jr, jfirst = jax_steps_per_s(model, ["mixed4a/pool:42"], cfg, steps)
-  # The stronger of the two PyTorch memory formats, each timed here (NCHW, then channels-last).
-  by_layout = {name: torch_loop(model, steps, cfg.batch, cfg.size, channels_last=cl)
-               for name, cl in (("NCHW", False), ("channels-last", True))}
+  # Interleaved: each round times a few cv_jax steps, the PyTorch loop in NCHW, the same in
+  # channels-last and the matmul peak, so that the machine's drift hits every side alike;
+  # the figures are the medians over the rounds.
+  steps, rounds = (1, 1) if quick else (3, 5)
+  jrun, jfirst = jax_stepper(model, ["mixed4a/pool:42"], cfg)
+  jrun(steps)  # warm-up: the first calls after compiling are slower (fresh buffers)
+  layouts = (("NCHW", False), ("channels-last", True))
+  tsteps = {name: torch_stepper(model, cfg.batch, cfg.size, channels_last=cl) for name, cl in layouts}
+  rates = {"jax": [], **{name: [] for name, _ in layouts}}
+  peaks = []
+  for _ in range(rounds):
+    rates["jax"].append(steps / jrun(steps))
+    for name, _ in layouts:
+      t = time.perf_counter()
+      for _ in range(steps):
+        tsteps[name]()
+      rates[name].append(steps / (time.perf_counter() - t))
+    peaks.append(peak_flops())
+  jr = float(np.median(rates["jax"]))
+  by_layout = {name: float(np.median(rates[name])) for name, _ in layouts}
   layout = max(by_layout, key=by_layout.get)
   tr = by_layout[layout]
   peer = (f"PyTorch {torch.__version__} loop, {torch.get_num_threads()} threads, {layout} (the "
@@ -210,14 +239,17 @@ def run(quick: bool = False) -> list[dict]:
           "full forward, autograd, Adam")
   rows = [dict(path="feature-visualisation step, batch 9, 256 px canvas", unit="steps/s",
                command="benchmarks/featvis_speed.py", cv_jax=jr, peer=tr, peer_what=peer, goal=2.0,
-               notes=f"compile + first step {jfirst:.0f} s (5 scale branches)")]
-  jpeak, tpeak = peak_flops()
+               notes=f"compile + first step {jfirst:.0f} s (5 scale branches); medians of "
+                     f"{rounds} interleaved rounds of {steps} steps per side (cv_jax "
+                     + ", ".join(f"{v:.2f}" for v in rates["jax"]) + " steps/s)")]
+  jpeak, tpeak = (float(np.median([p[i] for p in peaks])) for i in (0, 1))
   fl = step_flops(model, cfg)
   rows.append(dict(path="feature-visualisation step, % of measured matmul peak", unit="%",
                    command="benchmarks/featvis_speed.py", cv_jax=100 * jr * fl / jpeak,
                    peer=100 * tr * fl / jpeak, peer_what="same FLOPs, PyTorch loop", goal_abs=30.0,
                    notes=f"{fl / 1e9:.0f} GFLOP/step (convs fwd + input grad); peak {jpeak / 1e9:.0f}"
-                         f" GFLOP/s jax matmul ({tpeak / 1e9:.0f} torch)"))
+                         f" GFLOP/s jax matmul ({tpeak / 1e9:.0f} torch), median of the rounds' "
+                         "measurements"))
   if not quick:
     first, n = demo_compile_seconds(model)
     rows.append(dict(path=f"compile, demo featvis program ({n} units)", unit="s",
