@@ -106,7 +106,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.n_sets = 2
     c.featvis.units_per_call = 23
     c.featvis.overrides = ml_collections.ConfigDict(dict(
-        size=64, pad=8, steps=32,
+        size=64, pad=8, steps=32, micro_batch=0,  # 32 steps: compile time dominates
         # No random scale: featvis compiles one program branch per scale (5x compile time).
         transforms=(("jitter", 8), ("rotate", tuple(range(-5, 6))), ("jitter", 4))))
     c.occlusion.stride = 12
@@ -128,7 +128,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.exemplars.bin_size = 4
     c.featvis.units_per_call = 3
     c.featvis.overrides = ml_collections.ConfigDict(dict(
-        size=32, pad=0, steps=3, transforms=(("jitter", 2),)))
+        size=32, pad=0, steps=3, micro_batch=0, transforms=(("jitter", 2),)))
     c.occlusion.stride = 30
     c.blur.stride = 45
     c.tasks.n_tasks = 4
@@ -162,7 +162,7 @@ def _exemplar_2afc(c: ml_collections.ConfigDict, name: str) -> None:
   c.n_sets = 2
   c.tasks.n_tasks = 4
   c.featvis.overrides = ml_collections.ConfigDict(dict(
-      size=64, pad=8, steps=32,
+      size=64, pad=8, steps=32, micro_batch=0,
       transforms=(("jitter", 8), ("rotate", tuple(range(-5, 6))), ("jitter", 4))))
   if name == "exemplar_2afc_demo":
     c.workdir = "runs/exemplar_2afc_demo"
@@ -179,4 +179,4 @@ def _exemplar_2afc(c: ml_collections.ConfigDict, name: str) -> None:
     c.sweep.batch_size = 8
     c.featvis.units_per_call = 3
     c.featvis.overrides = ml_collections.ConfigDict(dict(
-        size=32, pad=0, steps=3, transforms=(("jitter", 2),)))
+        size=32, pad=0, steps=3, micro_batch=0, transforms=(("jitter", 2),)))

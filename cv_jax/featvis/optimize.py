@@ -70,6 +70,9 @@ def make_param(cfg) -> param_lib.ImageParam:
                                decay_power=cfg.decay_power, flavor=cfg.mode)
 
 
+MAX_PASSES = 9  # network passes per step with `micro_batch` (compile time grows with them)
+
+
 @dataclasses.dataclass
 class Engine:
   """Compiled pieces for one (model, unit layers, config) combination."""
@@ -109,7 +112,7 @@ class Engine:
     cfg, B = self.cfg, self.B
 
     def tail(x, imgs):
-      acts = self.model.apply(mparams, x, self.layers, relu=cfg.relu, step=step) if self.layers else {}
+      acts = self._network(mparams, x, step) if self.layers else {}
       total = jnp.zeros((), jnp.float32)
       per, divs = [], []
       for u, (kind, val) in enumerate(self.slots):
@@ -134,6 +137,18 @@ class Engine:
           divs.append(jnp.zeros((), jnp.float32))
       return -total, (jnp.stack(per), jnp.stack(divs))
     return tail
+
+  def _network(self, mparams, x, step):
+    """The layers' activations of the transformed batch x: on CPU in passes of
+    `config.micro_batch` rows (at most `MAX_PASSES`); rows are independent, so the numbers
+    are the one-pass numbers up to float32 round-off."""
+    m = int(self.cfg.get("micro_batch", 0) or 0)
+    run = lambda v: self.model.apply(mparams, v, self.layers, relu=self.cfg.relu, step=step)
+    if not m or m >= x.shape[0] or jax.default_backend() != "cpu":
+      return run(x)
+    m = max(m, -(-x.shape[0] // MAX_PASSES))
+    pieces = [run(x[i:i + m]) for i in range(0, x.shape[0], m)]
+    return {k: jnp.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
   def loss(self, params, mparams, idx, step, draws):
     """-(Σ_u objective_u) and aux (per-image unit activations (U, B), diversity (U,))."""
@@ -204,6 +219,9 @@ def check_config(cfg) -> None:
     if int(cfg[f]) < least:
       raise ValueError(f"config.{f} must be at least {least}, got {cfg[f]} "
                        f"(--config.{f}=N)")
+  if int(cfg.get("micro_batch", 0) or 0) < 0:
+    raise ValueError(f"config.micro_batch must be 0 (all rows at once) or positive, got "
+                     f"{cfg.micro_batch} (--config.micro_batch=N)")
   if cfg.relu not in ("standard", "lucid", "lucent"):
     raise ValueError(f"config.relu must be standard, lucid or lucent, got {cfg.relu!r}")
   canvas = cfg.size + 2 * cfg.pad
