@@ -213,22 +213,29 @@ def run(quick: bool = False) -> list[dict]:
   cfg = featvis.get_config("zimmermann2021")
   # Interleaved: each round times a few cv_jax steps, the PyTorch loop in NCHW, the same in
   # channels-last and the matmul peak, so that the machine's drift hits every side alike;
-  # the figures are the medians over the rounds.
+  # the figures are the medians over the rounds. Round 0 is a warm-up for every side and is
+  # dropped (cv_jax's first calls after compiling touch fresh buffers in each scale branch).
   steps, rounds = (1, 1) if quick else (3, 5)
   jrun, jfirst = jax_stepper(model, ["mixed4a/pool:42"], cfg)
-  jrun(steps)  # warm-up: the first calls after compiling are slower (fresh buffers)
   layouts = (("NCHW", False), ("channels-last", True))
   tsteps = {name: torch_stepper(model, cfg.batch, cfg.size, channels_last=cl) for name, cl in layouts}
   rates = {"jax": [], **{name: [] for name, _ in layouts}}
   peaks = []
-  for _ in range(rounds):
-    rates["jax"].append(steps / jrun(steps))
+  for r in range(rounds + 1):
+    jt = steps / jrun(steps)
+    tt = {}
     for name, _ in layouts:
       t = time.perf_counter()
       for _ in range(steps):
         tsteps[name]()
-      rates[name].append(steps / (time.perf_counter() - t))
-    peaks.append(peak_flops())
+      tt[name] = steps / (time.perf_counter() - t)
+    pk = peak_flops()
+    if r == 0:
+      continue
+    rates["jax"].append(jt)
+    for name in tt:
+      rates[name].append(tt[name])
+    peaks.append(pk)
   jr = float(np.median(rates["jax"]))
   by_layout = {name: float(np.median(rates[name])) for name, _ in layouts}
   layout = max(by_layout, key=by_layout.get)
@@ -240,7 +247,8 @@ def run(quick: bool = False) -> list[dict]:
   rows = [dict(path="feature-visualisation step, batch 9, 256 px canvas", unit="steps/s",
                command="benchmarks/featvis_speed.py", cv_jax=jr, peer=tr, peer_what=peer, goal=2.0,
                notes=f"compile + first step {jfirst:.0f} s (5 scale branches); medians of "
-                     f"{rounds} interleaved rounds of {steps} steps per side (cv_jax "
+                     f"{rounds} interleaved rounds of {steps} steps per side after a warm-up "
+                     f"round (cv_jax "
                      + ", ".join(f"{v:.2f}" for v in rates["jax"]) + " steps/s)")]
   jpeak, tpeak = (float(np.median([p[i] for p in peaks])) for i in (0, 1))
   fl = step_flops(model, cfg)

@@ -80,6 +80,34 @@ def test_diversity_matches_direct_loop_value_and_gradient():
   assert value(O.diversity("layer"), {"layer": same}) == pytest.approx(2.0, rel=1e-5)
 
 
+def test_diversity_gradient_closed_form_equals_autodiff():
+  """The closed-form VJP of `diversity_value` against autodiff of the plain formula, float64,
+  with an all-zero image (the eps clamp of the normalisation) and a nearly-zero one."""
+  from cv_jax.featvis.objectives import diversity_value
+
+  def plain(a):
+    f = a.reshape(a.shape[0], -1, a.shape[-1])
+    g = jnp.einsum("bpi,bpj->bij", f, f)
+    g = g * jax.lax.rsqrt(jnp.maximum(jnp.sum(g * g, axis=(1, 2), keepdims=True), 1e-10))
+    sim = jnp.einsum("iab,jab->ij", g, g)
+    return (jnp.sum(sim) - jnp.trace(sim)) / a.shape[0]
+
+  rng = np.random.default_rng(5)
+  a = rng.standard_normal((4, 3, 5, 7))
+  a[1] = 0.0
+  a[2] *= 1e-4  # |G| ~ 1e-7: under the clamp's sqrt(1e-10) = 1e-5
+  with jax.enable_x64(True):
+    x = jnp.asarray(a)
+    v1, g1 = jax.value_and_grad(diversity_value)(x)
+    v2, g2 = jax.value_and_grad(plain)(x)
+    _, vjp = jax.vjp(diversity_value, x)
+    g3 = vjp(jnp.asarray(-2.5))[0]
+  assert float(v1) == pytest.approx(float(v2), rel=1e-12)
+  np.testing.assert_allclose(np.asarray(g1), np.asarray(g2), rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(np.asarray(g3), -2.5 * np.asarray(g2), rtol=1e-9, atol=1e-12)
+  assert np.abs(np.asarray(g2)[2]).max() > 0 and np.abs(np.asarray(g2)[0]).max() > 0
+
+
 def test_gram_gradient_is_the_product_rule():
   """`gram_matrices`' one-product VJP against NumPy's closed form F (dG + dG^T), float64, with
   an asymmetric cotangent (the case a symmetric-only shortcut would get wrong)."""
