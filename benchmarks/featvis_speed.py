@@ -213,15 +213,20 @@ def run(quick: bool = False) -> list[dict]:
   cfg = featvis.get_config("zimmermann2021")
   # Interleaved: each round times a few cv_jax steps, the PyTorch loop in NCHW, the same in
   # channels-last and the matmul peak, so that the machine's drift hits every side alike;
-  # the figures are the medians over the rounds. Round 0 is a warm-up for every side and is
-  # dropped (cv_jax's first calls after compiling touch fresh buffers in each scale branch).
-  steps, rounds = (1, 1) if quick else (3, 5)
+  # the figures are the medians over the rounds. Warm-up first, on every side: the first run
+  # of each of cv_jax's five scale branches is slow (fresh buffers), so 25 steps (every branch
+  # drawn with probability > 0.99), and 3 for each PyTorch layout (its stepper did one).
+  steps, rounds, warm = (1, 1, 1) if quick else (3, 5, 25)
   jrun, jfirst = jax_stepper(model, ["mixed4a/pool:42"], cfg)
+  jrun(warm)
   layouts = (("NCHW", False), ("channels-last", True))
   tsteps = {name: torch_stepper(model, cfg.batch, cfg.size, channels_last=cl) for name, cl in layouts}
+  for name, _ in layouts:
+    for _ in range(min(warm, 3)):
+      tsteps[name]()
   rates = {"jax": [], **{name: [] for name, _ in layouts}}
   peaks = []
-  for r in range(rounds + 1):
+  for r in range(rounds):
     jt = steps / jrun(steps)
     tt = {}
     for name, _ in layouts:
@@ -230,8 +235,6 @@ def run(quick: bool = False) -> list[dict]:
         tsteps[name]()
       tt[name] = steps / (time.perf_counter() - t)
     pk = peak_flops()
-    if r == 0:
-      continue
     rates["jax"].append(jt)
     for name in tt:
       rates[name].append(tt[name])
@@ -248,7 +251,7 @@ def run(quick: bool = False) -> list[dict]:
                command="benchmarks/featvis_speed.py", cv_jax=jr, peer=tr, peer_what=peer, goal=2.0,
                notes=f"compile + first step {jfirst:.0f} s (5 scale branches); medians of "
                      f"{rounds} interleaved rounds of {steps} steps per side after a warm-up "
-                     f"round (cv_jax "
+                     f"({warm} cv_jax steps; cv_jax "
                      + ", ".join(f"{v:.2f}" for v in rates["jax"]) + " steps/s)")]
   jpeak, tpeak = (float(np.median([p[i] for p in peaks])) for i in (0, 1))
   fl = step_flops(model, cfg)
