@@ -7,7 +7,8 @@ pre-ReLU), Adam 0.05. The PyTorch loop (timed in NCHW and in channels-last; the 
 peer) does what Lucent does: the whole network forward every
 step (to the softmax), then backward. cv_jax runs the steps inside one compiled loop and stops
 the forward at mixed4a. (The torch side uses F.interpolate / grid_sample for scale and rotate:
-same cost class, not bit-identical; it is a timing reference only.)
+same cost class, not bit-identical; it is a timing reference only.) In `run()` (the table row)
+the sides are timed in interleaved rounds after a warm-up, and the medians are reported.
 
 Second table: units per minute when N units are rendered in one program vs one at a time.
 

@@ -11,7 +11,9 @@ the peer does), `command`, `notes` and one goal: `goal` (minimum cv_jax / peer r
 parts of the project add rows by adding a module to `REGISTRY`.
 
 Every module runs in its own Python process (flags, XLA and torch thread pools do not leak from
-one to the next). The 1-minute load average is recorded before and after each; a row whose load
+one to the next). Before each, the runner waits (up to `--settle` seconds, default 120) for the
+1-minute load average to fall to 0.5 per core, since the previous module's own work lingers in
+it for about a minute. The 1-minute load average is recorded before and after each; a row whose load
 exceeded 1.0 per core at either point is marked unreliable (other work was competing for the
 cores, so the figure and above all the ratio are not to be published). The table is printed and
 written to `<out>/benchmarks.md` and `<out>/benchmarks.json`.
@@ -27,6 +29,7 @@ import pathlib
 import platform
 import subprocess
 import sys
+import time
 
 from benchmarks.common import load_per_core
 
@@ -44,6 +47,22 @@ REGISTRY = {
 }
 _MARK = "@@ROWS@@"
 MAX_LOAD_PER_CORE = 1.0
+SETTLED_LOAD_PER_CORE = 0.5  # before each module, wait (up to --settle s) for the load to fall
+
+
+def wait_for_idle(max_s: float, name: str, level: float = SETTLED_LOAD_PER_CORE) -> float:
+  """Wait until the 1-minute load per core is at most `level` or `max_s` seconds have passed
+  (the previous module's own work lingers in the load average for about a minute)."""
+  if max_s <= 0:
+    return float("nan")
+  t0 = time.monotonic()
+  load = load_per_core()
+  if load > level:
+    print(f"[{name}] waiting for the load to settle ({load:.2f} per core) ...", flush=True)
+  while load > level and time.monotonic() - t0 < max_s:
+    time.sleep(5)
+    load = load_per_core()
+  return load
 
 
 def _child(module: str, quick: bool) -> None:
@@ -156,6 +175,9 @@ def main(argv=None) -> int:
   ap.add_argument("--cpu_devices", type=int, default=os.cpu_count() or 1,
                   help="JAX CPU devices for cv_jax (default: one per core, cv_jax.devices; 1: "
                        "XLA's single device). PyTorch peers use all cores as threads either way")
+  ap.add_argument("--settle", type=float, default=None,
+                  help="seconds to wait before each module for the 1-minute load to fall to "
+                       f"{SETTLED_LOAD_PER_CORE} per core (default 120, 0 with --quick)")
   ap.add_argument("--child", default="", help=argparse.SUPPRESS)
   args = ap.parse_args(argv)
   if args.child:
@@ -168,7 +190,9 @@ def main(argv=None) -> int:
           f"{', '.join(REGISTRY)}", file=sys.stderr)
     return 1
   results = []
+  settle = args.settle if args.settle is not None else (0.0 if args.quick else 120.0)
   for n in names:
+    wait_for_idle(settle, n)
     print(f"[{n}] running ...", flush=True)
     r = run_module(n, args.quick, args.timeout, args.cpu_devices)
     print(f"[{n}] {'error: ' + r['error'] if r['error'] else 'done'}", flush=True)

@@ -56,3 +56,11 @@ def test_unknown_benchmark_is_one_line_error(capsys):
   assert run_all.main(["--only", "nope"]) == 1
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("benchmarks: error: unknown benchmark 'nope'")
+
+
+def test_wait_for_idle_waits_for_the_load_to_fall(monkeypatch):
+  loads = iter([1.5, 1.2, 0.4, 0.1])
+  monkeypatch.setattr(run_all, "load_per_core", lambda: next(loads))
+  monkeypatch.setattr(run_all.time, "sleep", lambda s: None)
+  assert run_all.wait_for_idle(60, "x") == 0.4
+  assert run_all.wait_for_idle(0, "x") != run_all.wait_for_idle(0, "x")  # nan: no reading
