@@ -227,7 +227,7 @@ def run(quick: bool = False) -> list[dict]:
       tsteps[name]()
   rates = {"jax": [], **{name: [] for name, _ in layouts}}
   peaks = []
-  for r in range(rounds):
+  for _ in range(rounds):
     jt = steps / jrun(steps)
     tt = {}
     for name, _ in layouts:

@@ -3,6 +3,7 @@ become one markdown table with ratios and goals, busy-machine rows are flagged u
 a failing module becomes a 'failed' row instead of stopping the run."""
 
 import json
+import math
 
 import pytest
 
@@ -63,4 +64,5 @@ def test_wait_for_idle_waits_for_the_load_to_fall(monkeypatch):
   monkeypatch.setattr(run_all, "load_per_core", lambda: next(loads))
   monkeypatch.setattr(run_all.time, "sleep", lambda s: None)
   assert run_all.wait_for_idle(60, "x") == 0.4
-  assert run_all.wait_for_idle(0, "x") != run_all.wait_for_idle(0, "x")  # nan: no reading
+  assert math.isnan(run_all.wait_for_idle(0, "x"))  # disabled: no reading taken
+  assert next(loads) == 0.1  # the disabled call consumed nothing
